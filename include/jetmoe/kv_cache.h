@@ -1,0 +1,30 @@
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "jetmoe/config.h"
+
+namespace jetmoe {
+
+// Keys and values of every layer for a batch of sequences, preallocated for
+// `capacity` positions so that decoding never allocates. Keys are stored
+// after rotary embedding, in float32. The cache also remembers the attention
+// mask of the tokens it holds, so a step may leave its mask out.
+struct KVCache {
+  KVCache(const JetMoeConfig& config, int64_t batch_size, int64_t capacity);
+
+  int64_t num_layers = 0;
+  int64_t batch_size = 0;
+  int64_t capacity = 0;
+  int64_t kv_dim = 0;   // num_key_value_heads * kv_channels
+  int64_t length = 0;   // positions filled so far (same for every row)
+  std::vector<float> keys;    // [layer][batch][capacity][kv_dim]
+  std::vector<float> values;  // same layout
+  std::vector<int32_t> mask;  // [batch][capacity], 1 = real token
+
+  float* key_at(int64_t layer, int64_t b, int64_t pos) { return &keys[static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim)]; }
+  float* value_at(int64_t layer, int64_t b, int64_t pos) { return &values[static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim)]; }
+  void clear() { length = 0; }
+};
+
+}  // namespace jetmoe

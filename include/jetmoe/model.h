@@ -1,0 +1,141 @@
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "jetmoe/config.h"
+#include "jetmoe/kv_cache.h"
+#include "jetmoe/tensor.h"
+
+namespace jetmoe {
+
+namespace ops { class ThreadPool; }
+class ModelFiles;
+struct ModelWeights;
+
+struct LoadOptions {
+  int num_threads = 0;  // 0 = all cores
+};
+
+// One forward call's inputs, Hugging Face style. `input_ids` holds the new
+// tokens [batch_size, seq_len]. `attention_mask` (1 = real token) is empty or
+// covers the cached tokens plus the new ones: [batch_size, past + seq_len].
+// `position_ids` is empty (positions continue after the cache) or
+// [batch_size, seq_len].
+struct ModelInput {
+  int64_t batch_size = 0;
+  int64_t seq_len = 0;
+  std::vector<int32_t> input_ids;
+  std::vector<int32_t> attention_mask;
+  std::vector<int32_t> position_ids;
+
+  static ModelInput from_ids(const std::vector<std::vector<int32_t>>& rows);
+};
+
+struct ForwardOptions {
+  bool output_hidden_states = false;  // L+1 entries, each [B, T, D]
+  bool output_router_logits = false;  // 2L entries, each [B*T, E]
+};
+
+// JetMoeModel's outputs. hidden_states[0] is the embeddings, [i] the output
+// of block i-1, and the last entry the final normed state (== last_hidden_state),
+// as transformers returns them. router_logits alternate attention and MLP
+// routers per layer.
+struct BaseModelOutput {
+  Tensor last_hidden_state;  // [B, T, D]
+  std::vector<Tensor> hidden_states;
+  std::vector<Tensor> router_logits;
+};
+
+// The decoder stack: embeddings, blocks, final norm.
+class JetMoeModel {
+ public:
+  static std::unique_ptr<JetMoeModel> from_pretrained(const std::string& path, const LoadOptions& options = {});
+  JetMoeModel(std::shared_ptr<ModelFiles> files, JetMoeConfig config, const LoadOptions& options);
+  ~JetMoeModel();
+
+  const JetMoeConfig& config() const { return config_; }
+  const ModelFiles& files() const { return *files_; }
+  ops::ThreadPool& thread_pool() const { return *pool_; }
+
+  // With a cache, the new tokens attend to everything cached and are
+  // appended to it; without one, the call sees only its own tokens.
+  BaseModelOutput forward(const ModelInput& input, KVCache* cache = nullptr, const ForwardOptions& options = {}) const;
+
+ private:
+  std::shared_ptr<ModelFiles> files_;
+  JetMoeConfig config_;
+  std::unique_ptr<ops::ThreadPool> pool_;
+  std::unique_ptr<ModelWeights> weights_;
+};
+
+struct CausalLMOutput {
+  Tensor logits;  // [B, T, V], or [B, 1, V] with logits_last_only
+  BaseModelOutput model;
+  std::optional<double> loss;        // cross-entropy of shifted labels
+  std::optional<double> aux_loss;    // load balancing over all routers
+  std::optional<double> total_loss;  // loss + aux_loss_coef * aux_loss
+};
+
+class JetMoeForCausalLM {
+ public:
+  static std::unique_ptr<JetMoeForCausalLM> from_pretrained(const std::string& path, const LoadOptions& options = {});
+  explicit JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model);
+
+  const JetMoeConfig& config() const { return model_->config(); }
+  const JetMoeModel& model() const { return *model_; }
+
+  // `labels` [B, T] (-100 = ignored) adds loss, aux_loss and total_loss;
+  // aux_loss is also computed when router logits are requested.
+  CausalLMOutput forward(const ModelInput& input, KVCache* cache = nullptr, const ForwardOptions& options = {},
+                         const std::vector<int32_t>* labels = nullptr, bool logits_last_only = false) const;
+  // lm_head applied to final normed states [N, D] -> [N, V].
+  void lm_head(const float* hidden, int64_t rows, float* logits) const;
+
+ private:
+  std::unique_ptr<JetMoeModel> model_;
+};
+
+// Labels for sequence classification, in the form the problem type needs.
+struct ClassificationLabels {
+  std::vector<int64_t> class_ids;  // single-label: [B]
+  std::vector<float> values;       // regression: [B * num_labels]; multi-label: [B * num_labels] of 0/1
+  bool integer = false;            // labels were integers (decides the problem type when the config has none)
+};
+
+struct SequenceClassifierOutput {
+  Tensor pooled_logits;  // [B, num_labels]
+  std::vector<int64_t> pooling_index;  // per row
+  BaseModelOutput model;
+  std::optional<double> loss;
+};
+
+class JetMoeForSequenceClassification {
+ public:
+  static std::unique_ptr<JetMoeForSequenceClassification> from_pretrained(const std::string& path, const LoadOptions& options = {});
+  explicit JetMoeForSequenceClassification(std::unique_ptr<JetMoeModel> model);
+
+  const JetMoeConfig& config() const { return model_->config(); }
+  const JetMoeModel& model() const { return *model_; }
+
+  SequenceClassifierOutput forward(const ModelInput& input, const ForwardOptions& options = {},
+                                   const ClassificationLabels* labels = nullptr) const;
+  // The position transformers pools for each row: the token before the first
+  // pad_token_id (mod T), or the last token when pad_token_id is unset.
+  std::vector<int64_t> pooling_index(const std::vector<int32_t>& input_ids, int64_t batch_size, int64_t seq_len) const;
+  // score applied to the pooled rows of a final normed state [B, T, D].
+  Tensor pooled_logits(const Tensor& last_hidden_state, const std::vector<int64_t>& pooling_index) const;
+  std::string problem_type(const ClassificationLabels& labels) const;
+  double loss(const Tensor& pooled_logits, const ClassificationLabels& labels) const;
+
+ private:
+  std::unique_ptr<JetMoeModel> model_;
+};
+
+// Which head a checkpoint's config.json asks for, from `architectures`.
+enum class Task { Base, CausalLM, SequenceClassification };
+Task task_from_config(const JetMoeConfig& config);
+
+}  // namespace jetmoe

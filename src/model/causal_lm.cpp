@@ -1,0 +1,75 @@
+#include <filesystem>
+
+#include "jetmoe/error.h"
+#include "jetmoe/losses.h"
+#include "jetmoe/model.h"
+#include "jetmoe/model_files.h"
+#include "model/weights.h"
+#include "ops/matmul.h"
+
+namespace jetmoe {
+
+namespace {
+ops::WeightMatrix lm_head_weight(const JetMoeModel& m) {
+  const JetMoeConfig& c = m.config();
+  // Tied checkpoints omit lm_head.weight: the embedding matrix is the head.
+  const char* name = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  return bind_matrix(m.files(), name, c.vocab_size, c.hidden_size);
+}
+}  // namespace
+
+std::unique_ptr<JetMoeForCausalLM> JetMoeForCausalLM::from_pretrained(const std::string& path, const LoadOptions& options) {
+  return std::make_unique<JetMoeForCausalLM>(JetMoeModel::from_pretrained(path, options));
+}
+
+JetMoeForCausalLM::JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model) : model_(std::move(model)) {
+  lm_head_weight(*model_);  // fail at load time, not at the first forward
+}
+
+void JetMoeForCausalLM::lm_head(const float* hidden, int64_t rows, float* logits) const {
+  ops::matmul(model_->thread_pool(), hidden, rows, lm_head_weight(*model_), logits);
+}
+
+CausalLMOutput JetMoeForCausalLM::forward(const ModelInput& input, KVCache* cache, const ForwardOptions& options,
+                                          const std::vector<int32_t>* labels, bool logits_last_only) const {
+  const JetMoeConfig& c = config();
+  const int64_t B = input.batch_size, T = input.seq_len, D = c.hidden_size, V = c.vocab_size;
+  if (labels && static_cast<int64_t>(labels->size()) != B * T)
+    throw Error("labels: " + std::to_string(labels->size()) + " values, expected shape [" + std::to_string(B) + ", " +
+                std::to_string(T) + "] like input_ids");
+  if (labels && logits_last_only) throw Error("labels need the logits of every position; drop logits_last_only");
+  ForwardOptions inner = options;
+  inner.output_router_logits = options.output_router_logits || labels != nullptr;
+  CausalLMOutput out;
+  out.model = model_->forward(input, cache, inner);
+  const Tensor& h = out.model.last_hidden_state;
+  if (logits_last_only) {
+    out.logits = Tensor({B, 1, V});
+    for (int64_t b = 0; b < B; ++b) lm_head(&h.data[static_cast<size_t>((b * T + T - 1) * D)], 1, &out.logits.data[static_cast<size_t>(b * V)]);
+  } else {
+    out.logits = Tensor({B, T, V});
+    lm_head(h.data.data(), B * T, out.logits.data.data());
+  }
+  if (inner.output_router_logits) {
+    // The statistics cover the tokens of this call; with a cache the
+    // attention mask's last T columns are theirs.
+    std::vector<int32_t> mask;
+    if (!input.attention_mask.empty()) {
+      const int64_t total = static_cast<int64_t>(input.attention_mask.size()) / B;
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t t = total - T; t < total; ++t) mask.push_back(input.attention_mask[static_cast<size_t>(b * total + t)]);
+    }
+    out.aux_loss = load_balancing_loss(out.model.router_logits, c.num_local_experts, c.num_experts_per_tok, mask);
+  }
+  if (labels) {
+    for (int32_t l : *labels)
+      if (l != -100 && (l < 0 || l >= V))
+        throw Error("labels: value " + std::to_string(l) + " outside the vocabulary [0, " + std::to_string(V) + ") and not -100");
+    out.loss = causal_lm_loss(out.logits, *labels);
+    out.total_loss = *out.loss + c.aux_loss_coef * *out.aux_loss;
+  }
+  if (!options.output_router_logits) out.model.router_logits.clear();
+  return out;
+}
+
+}  // namespace jetmoe

@@ -1,0 +1,202 @@
+#include <algorithm>
+#include <filesystem>
+
+#include "jetmoe/error.h"
+#include "jetmoe/model.h"
+#include "jetmoe/model_files.h"
+#include "model/moe.h"
+#include "model/router.h"
+#include "model/weights.h"
+#include "ops/attention.h"
+#include "ops/matmul.h"
+#include "ops/norm.h"
+#include "ops/rope.h"
+#include "ops/thread_pool.h"
+
+namespace jetmoe {
+
+namespace {
+
+// transformers builds both per-block norms with the RMSNorm default eps;
+// only the final norm uses config.rms_norm_eps.
+constexpr float kBlockNormEps = 1e-6f;
+
+std::string join(const std::string& dir, const char* file) { return (std::filesystem::path(dir) / file).string(); }
+
+void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, const KVCache* cache) {
+  const int64_t B = in.batch_size, T = in.seq_len;
+  if (B <= 0 || T <= 0)
+    throw Error("input_ids: shape [" + std::to_string(B) + ", " + std::to_string(T) + "], expected at least one token in each of at least one row");
+  if (static_cast<int64_t>(in.input_ids.size()) != B * T)
+    throw Error("input_ids: " + std::to_string(in.input_ids.size()) + " values for shape [" + std::to_string(B) + ", " +
+                std::to_string(T) + "]");
+  for (int64_t i = 0; i < B * T; ++i) {
+    const int32_t id = in.input_ids[static_cast<size_t>(i)];
+    if (id < 0 || id >= c.vocab_size)
+      throw Error("input_ids[" + std::to_string(i / T) + "][" + std::to_string(i % T) + "] = " + std::to_string(id) +
+                  " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  }
+  const int64_t total = past + T;
+  if (total > c.max_position_embeddings)
+    throw Error("sequence length " + std::to_string(total) + " exceeds max_position_embeddings = " +
+                std::to_string(c.max_position_embeddings));
+  if (cache) {
+    if (cache->batch_size != B)
+      throw Error("KV cache holds " + std::to_string(cache->batch_size) + " rows but input_ids has " + std::to_string(B));
+    if (cache->num_layers != c.num_hidden_layers || cache->kv_dim != c.num_key_value_heads * c.kv_channels)
+      throw Error("KV cache was made for a different model shape");
+    if (total > cache->capacity)
+      throw Error("KV cache capacity " + std::to_string(cache->capacity) + " is too small for " + std::to_string(total) + " positions");
+  }
+  if (!in.attention_mask.empty()) {
+    if (static_cast<int64_t>(in.attention_mask.size()) != B * total)
+      throw Error("attention_mask: " + std::to_string(in.attention_mask.size()) + " values, expected shape [" +
+                  std::to_string(B) + ", " + std::to_string(total) + "] (cached " + std::to_string(past) + " + new " +
+                  std::to_string(T) + " tokens)");
+    for (int32_t m : in.attention_mask)
+      if (m != 0 && m != 1) throw Error("attention_mask: value " + std::to_string(m) + ", expected 0 or 1");
+  }
+  if (!in.position_ids.empty()) {
+    if (static_cast<int64_t>(in.position_ids.size()) != B * T)
+      throw Error("position_ids: " + std::to_string(in.position_ids.size()) + " values, expected shape [" + std::to_string(B) +
+                  ", " + std::to_string(T) + "] like input_ids");
+    for (int32_t p : in.position_ids)
+      if (p < 0 || p >= c.max_position_embeddings)
+        throw Error("position_ids: value " + std::to_string(p) + " outside [0, max_position_embeddings = " +
+                    std::to_string(c.max_position_embeddings) + ")");
+  }
+}
+
+}  // namespace
+
+ModelInput ModelInput::from_ids(const std::vector<std::vector<int32_t>>& rows) {
+  ModelInput in;
+  in.batch_size = static_cast<int64_t>(rows.size());
+  in.seq_len = rows.empty() ? 0 : static_cast<int64_t>(rows[0].size());
+  for (const auto& r : rows) {
+    if (static_cast<int64_t>(r.size()) != in.seq_len)
+      throw Error("input_ids: rows have different lengths (" + std::to_string(r.size()) + " vs " + std::to_string(in.seq_len) +
+                  "); pad them and pass an attention_mask");
+    in.input_ids.insert(in.input_ids.end(), r.begin(), r.end());
+  }
+  return in;
+}
+
+Task task_from_config(const JetMoeConfig& c) {
+  for (const auto& a : c.architectures) {
+    if (a == "JetMoeForCausalLM") return Task::CausalLM;
+    if (a == "JetMoeForSequenceClassification") return Task::SequenceClassification;
+    if (a == "JetMoeModel") return Task::Base;
+  }
+  return Task::CausalLM;
+}
+
+std::unique_ptr<JetMoeModel> JetMoeModel::from_pretrained(const std::string& path, const LoadOptions& options) {
+  JetMoeConfig config = JetMoeConfig::from_file(join(path, "config.json"));
+  return std::make_unique<JetMoeModel>(ModelFiles::open(path), std::move(config), options);
+}
+
+JetMoeModel::JetMoeModel(std::shared_ptr<ModelFiles> files, JetMoeConfig config, const LoadOptions& options)
+    : files_(std::move(files)), config_(std::move(config)) {
+  config_.validate();
+  weights_ = std::make_unique<ModelWeights>(bind_model_weights(*files_, config_));
+  pool_ = std::make_unique<ops::ThreadPool>(options.num_threads);
+}
+
+JetMoeModel::~JetMoeModel() = default;
+
+BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const ForwardOptions& options) const {
+  const JetMoeConfig& c = config_;
+  const int64_t past = cache ? cache->length : 0;
+  check_input(in, c, past, cache);
+  const int64_t B = in.batch_size, T = in.seq_len, N = B * T, total = past + T;
+  const int64_t D = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int64_t H = c.num_key_value_heads, d = c.kv_channels, Hd = H * d;
+  ops::ThreadPool& pool = *pool_;
+
+  // Without a cache the call still needs somewhere to keep this call's keys.
+  std::unique_ptr<KVCache> local;
+  if (!cache) {
+    local = std::make_unique<KVCache>(c, B, T);
+    cache = local.get();
+  }
+  const int64_t cap = cache->capacity;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < total; ++s) {
+      const bool given = !in.attention_mask.empty();
+      if (given || s >= past) cache->mask[static_cast<size_t>(b * cap + s)] = given ? in.attention_mask[static_cast<size_t>(b * total + s)] : 1;
+    }
+  }
+
+  std::vector<int64_t> positions(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n)
+    positions[static_cast<size_t>(n)] = in.position_ids.empty() ? past + n % T : in.position_ids[static_cast<size_t>(n)];
+  const std::vector<float> inv_freq = ops::rope_inv_freq(d, c.rope_theta);
+  std::vector<float> cos(static_cast<size_t>(N * d / 2)), sin(cos.size());
+  for (int64_t n = 0; n < N; ++n)
+    ops::rope_cos_sin(inv_freq, positions[static_cast<size_t>(n)], &cos[static_cast<size_t>(n * d / 2)], &sin[static_cast<size_t>(n * d / 2)]);
+
+  ops::Activation act{};
+  ops::parse_activation(c.activation_function, &act);
+
+  BaseModelOutput out;
+  std::vector<float> x(static_cast<size_t>(N * D));
+  for (int64_t n = 0; n < N; ++n) ops::weight_row_to_f32(weights_->embed_tokens, in.input_ids[static_cast<size_t>(n)], &x[static_cast<size_t>(n * D)]);
+
+  auto snapshot = [&](const std::vector<float>& v, std::vector<int64_t> shape) {
+    Tensor t(std::move(shape));
+    std::copy(v.begin(), v.end(), t.data.begin());
+    return t;
+  };
+  auto keep_router_logits = [&](const std::vector<float>& logits) {
+    if (options.output_router_logits) out.router_logits.push_back(snapshot(logits, {N, E}));
+  };
+
+  std::vector<float> normed(x.size()), y(x.size()), router_logits(static_cast<size_t>(N * E));
+  std::vector<float> q(static_cast<size_t>(N * K * Hd)), attn(q.size()), kv(static_cast<size_t>(N * 2 * Hd));
+  Routing routing;
+  MoeScratch scratch;
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    if (options.output_hidden_states) out.hidden_states.push_back(snapshot(x, {B, T, D}));
+    const LayerWeights& w = weights_->layers[static_cast<size_t>(l)];
+
+    // Mixture of attention heads.
+    ops::rms_norm(x.data(), N, D, w.input_layernorm.data(), kBlockNormEps, normed.data());
+    ops::matmul(pool, normed.data(), N, w.attention_router, router_logits.data());
+    keep_router_logits(router_logits);
+    route_tokens(router_logits.data(), N, E, K, &routing);
+    moa_map(pool, normed.data(), routing, w.attention_input, q.data(), scratch);
+    ops::matmul(pool, normed.data(), N, w.kv_proj, kv.data());
+    for (int64_t n = 0; n < N; ++n) {
+      const float* cs = &cos[static_cast<size_t>(n * d / 2)];
+      const float* sn = &sin[static_cast<size_t>(n * d / 2)];
+      ops::apply_rope(&q[static_cast<size_t>(n * K * Hd)], K * H, d, cs, sn);
+      float* k = &kv[static_cast<size_t>(n * 2 * Hd)];
+      ops::apply_rope(k, H, d, cs, sn);
+      const int64_t b = n / T, pos = past + n % T;
+      std::copy_n(k, Hd, cache->key_at(l, b, pos));
+      std::copy_n(k + Hd, Hd, cache->value_at(l, b, pos));
+    }
+    const ops::KVView view{cache->key_at(l, 0, 0), cache->value_at(l, 0, 0), cache->mask.data(), cap, H};
+    ops::attention(pool, q.data(), B, T, K * H, d, view, past, attn.data());
+    moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), scratch);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+
+    // Mixture of MLP experts.
+    ops::rms_norm(x.data(), N, D, w.post_attention_layernorm.data(), kBlockNormEps, normed.data());
+    ops::matmul(pool, normed.data(), N, w.mlp_router, router_logits.data());
+    keep_router_logits(router_logits);
+    route_tokens(router_logits.data(), N, E, K, &routing);
+    moe_mlp(pool, normed.data(), routing, w.mlp_input, w.mlp_output, act, w.mlp_bias, y.data(), scratch);
+    for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
+  }
+
+  ops::rms_norm(x.data(), N, D, weights_->norm.data(), static_cast<float>(c.rms_norm_eps), normed.data());
+  out.last_hidden_state = snapshot(normed, {B, T, D});
+  if (options.output_hidden_states) out.hidden_states.push_back(out.last_hidden_state);
+  cache->length = total;
+  return out;
+}
+
+}  // namespace jetmoe

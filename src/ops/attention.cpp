@@ -1,0 +1,59 @@
+#include "ops/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "ops/thread_pool.h"
+
+namespace jetmoe::ops {
+
+void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, int64_t num_q_heads, int64_t head_dim,
+               const KVView& kv, int64_t past, float* out) {
+  const int64_t kv_stride = kv.num_kv_heads * head_dim;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  const int64_t tasks = batch * q_len * num_q_heads;
+  pool.parallel_for(tasks, 4, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> scores;
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t h = task % num_q_heads;
+      const int64_t t = (task / num_q_heads) % q_len;
+      const int64_t b = task / (num_q_heads * q_len);
+      const int64_t kvh = h % kv.num_kv_heads;
+      const float* qv = q + task * head_dim;
+      float* o = out + task * head_dim;
+      const int64_t visible = past + t + 1;
+      scores.resize(static_cast<size_t>(visible));
+      const int32_t* mask = kv.mask + b * kv.capacity;
+      const float* kbase = kv.keys + b * kv.capacity * kv_stride + kvh * head_dim;
+      const float* vbase = kv.values + b * kv.capacity * kv_stride + kvh * head_dim;
+      float mx = -INFINITY;
+      for (int64_t s = 0; s < visible; ++s) {
+        if (!mask[s]) continue;
+        const float* k = kbase + s * kv_stride;
+        float dot = 0.0f;
+        for (int64_t i = 0; i < head_dim; ++i) dot += qv[i] * k[i];
+        scores[static_cast<size_t>(s)] = dot * scale;
+        mx = std::max(mx, scores[static_cast<size_t>(s)]);
+      }
+      for (int64_t i = 0; i < head_dim; ++i) o[i] = 0.0f;
+      if (mx == -INFINITY) continue;
+      float sum = 0.0f;
+      for (int64_t s = 0; s < visible; ++s) {
+        if (!mask[s]) continue;
+        float& p = scores[static_cast<size_t>(s)];
+        p = std::exp(p - mx);
+        sum += p;
+      }
+      const float inv = 1.0f / sum;
+      for (int64_t s = 0; s < visible; ++s) {
+        if (!mask[s]) continue;
+        const float p = scores[static_cast<size_t>(s)] * inv;
+        const float* v = vbase + s * kv_stride;
+        for (int64_t i = 0; i < head_dim; ++i) o[i] += p * v[i];
+      }
+    }
+  });
+}
+
+}  // namespace jetmoe::ops

@@ -1,0 +1,28 @@
+#pragma once
+#include <cstdint>
+
+namespace jetmoe::ops {
+
+class ThreadPool;
+
+// Where the keys and values live: row s of sequence b starts at
+// keys + (b * capacity + s) * num_kv_heads * head_dim; mask[b * capacity + s]
+// is 1 for a real token.
+struct KVView {
+  const float* keys;
+  const float* values;
+  const int32_t* mask;
+  int64_t capacity;
+  int64_t num_kv_heads;
+};
+
+// Causal scaled-dot-product attention for `q_len` new queries per sequence
+// sitting at positions past .. past+q_len-1: query head h attends with kv
+// head h % num_kv_heads to positions <= its own whose mask is 1. Masked keys
+// are skipped (not multiplied by zero), so garbage in padded rows cannot
+// leak; a query with no visible key gets zeros.
+// q and out: [batch, q_len, num_q_heads, head_dim].
+void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, int64_t num_q_heads, int64_t head_dim,
+               const KVView& kv, int64_t past, float* out);
+
+}  // namespace jetmoe::ops

@@ -1,0 +1,87 @@
+#include "ops/matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "ops/convert.h"
+#include "ops/thread_pool.h"
+
+namespace jetmoe::ops {
+
+namespace {
+
+// Weight rows per task: enough work to amortise scheduling, small enough
+// (16 x 2048 x 4 B = 128 KB converted) to stay in L2 while every x row
+// streams past it.
+constexpr int64_t kRowBlock = 16;
+
+// Independent accumulators let the compiler vectorise without reassociating
+// a single sum (which it may not do without -ffast-math).
+inline float dot(const float* a, const float* b, int64_t n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  for (int l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0];
+}
+
+void rows_to_f32(const WeightMatrix& w, int64_t row0, int64_t nrows, float* out) {
+  const int64_t n = nrows * w.cols;
+  const size_t offset = static_cast<size_t>(row0 * w.cols);
+  to_f32(w.dtype, static_cast<const uint8_t*>(w.data) + offset * dtype_size(w.dtype), n, out);
+}
+
+}  // namespace
+
+void to_f32(DType dtype, const void* data, int64_t n, float* out) {
+  switch (dtype) {
+    case DType::F32:
+      std::copy_n(static_cast<const float*>(data), n, out);
+      return;
+    case DType::BF16: {
+      const auto* src = static_cast<const uint16_t*>(data);
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(src[i]);
+      return;
+    }
+    case DType::F16: {
+      const auto* src = static_cast<const uint16_t*>(data);
+      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(src[i]);
+      return;
+    }
+    default:
+      // Weight binding accepts only the three float dtypes.
+      std::fill_n(out, n, 0.0f);
+  }
+}
+
+void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
+
+void matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
+  const int64_t N = w.rows, K = w.cols;
+  if (M <= 0 || N <= 0) return;
+  pool.parallel_for(N, kRowBlock, [&](int64_t n0, int64_t n1) {
+    for (int64_t nb = n0; nb < n1; nb += kRowBlock) {
+      const int64_t nrows = std::min(kRowBlock, n1 - nb);
+      const float* wrows;
+      thread_local std::vector<float> converted;
+      if (w.dtype == DType::F32) {
+        wrows = static_cast<const float*>(w.data) + nb * K;
+      } else {
+        converted.resize(static_cast<size_t>(nrows * K));
+        rows_to_f32(w, nb, nrows, converted.data());
+        wrows = converted.data();
+      }
+      for (int64_t m = 0; m < M; ++m) {
+        const float* xr = x + m * K;
+        float* yr = y + m * N + nb;
+        for (int64_t r = 0; r < nrows; ++r) yr[r] = dot(xr, wrows + r * K, K);
+      }
+    }
+  });
+}
+
+}  // namespace jetmoe::ops
