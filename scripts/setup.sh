@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian packages, then builds
+# jetmoe.cpp into build/ (Release). Re-running only rebuilds what changed.
+#   scripts/setup.sh            install + build
+#   SKIP_APT=1 scripts/setup.sh build only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache   # toolchain: Ninja + ccache keep 2-core rebuilds short
+  nlohmann-json3-dev                          # JSON: config.json, safetensors headers, index files
+  libcli11-dev                                # command-line parsing and --help
+  googletest libgtest-dev libgmock-dev        # tests
+)
+
+if [ "${SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+ninja -C build
