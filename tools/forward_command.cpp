@@ -1,4 +1,5 @@
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -159,6 +160,16 @@ void run_forward(const ForwardArgs& a) {
     for (size_t i = 0; i < hidden.size(); ++i) place(out.hidden_states[i], B, T, start, hidden[i]);
     for (size_t i = 0; i < routers.size(); ++i) place(out.router_logits[i], B, T, start, routers[i]);
     start += c;
+  }
+
+  if (causal) {
+    // A human-readable glance at the result: each row's most likely next token.
+    const int64_t cols = logits.shape[1];
+    for (int64_t b = 0; b < B; ++b) {
+      const float* row = &logits.data[static_cast<size_t>((b * cols + cols - 1) * V)];
+      const int64_t best = std::max_element(row, row + V) - row;
+      std::cerr << "row " << b << ": most likely next token id " << best << " (logit " << row[best] << ")\n";
+    }
   }
 
   std::vector<std::pair<std::string, Tensor>> results;
