@@ -22,6 +22,12 @@ double log_sum_exp(const float* x, int64_t n) {
 
 double causal_lm_loss(const Tensor& logits, const std::vector<int32_t>& labels) {
   const int64_t B = logits.shape[0], T = logits.shape[1], V = logits.shape[2];
+  if (static_cast<int64_t>(labels.size()) != B * T)
+    throw Error("labels: " + std::to_string(labels.size()) + " values, expected shape [" + std::to_string(B) + ", " +
+                std::to_string(T) + "] like input_ids");
+  for (int32_t l : labels)
+    if (l != -100 && (l < 0 || l >= V))
+      throw Error("labels: value " + std::to_string(l) + " outside the vocabulary [0, " + std::to_string(V) + ") and not -100");
   double sum = 0.0;
   int64_t count = 0;
   for (int64_t b = 0; b < B; ++b) {
