@@ -25,6 +25,12 @@ const TensorView& GoldenFixture::tensor(const std::string& tensor_name) const {
   return *t;
 }
 
+cli::ForwardRequest request(const nlohmann::json& inputs, Task task) {
+  return cli::parse_forward_request(inputs.dump(), "case inputs", task);
+}
+
+// Cached steps carry an attention_mask over cached + new tokens, which IN.json
+// (one whole sequence) does not allow, so they are read directly.
 ModelInput model_input(const nlohmann::json& inputs) {
   ModelInput in = ModelInput::from_ids(inputs.at("input_ids").get<std::vector<std::vector<int32_t>>>());
   auto flat = [](const nlohmann::json& rows) {

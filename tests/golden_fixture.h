@@ -8,6 +8,7 @@
 
 #include "jetmoe/model.h"
 #include "jetmoe/safetensors.h"
+#include "model_input_json.h"
 
 namespace jetmoe::testing {
 
@@ -23,8 +24,10 @@ struct GoldenFixture {
   const TensorView& tensor(const std::string& name) const;
 };
 
-// input_ids / attention_mask / position_ids of a case's "inputs" object.
-ModelInput model_input(const nlohmann::json& inputs);
+// A case's "inputs" object read as `jetmoe forward` reads IN.json (labels
+// interpreted for `task`).
+cli::ForwardRequest request(const nlohmann::json& inputs, Task task);
+ModelInput model_input(const nlohmann::json& inputs);  // a cached step; no labels
 
 // Rows [B, T] where values may be compared: from the case's valid_mask, or
 // all ones. Padded positions hold unspecified values.

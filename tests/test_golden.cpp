@@ -52,13 +52,6 @@ struct Checker {
   }
 };
 
-std::vector<int32_t> labels_of(const nlohmann::json& inputs) {
-  std::vector<int32_t> out;
-  for (const auto& r : inputs.at("labels"))
-    for (const auto& v : r) out.push_back(v.get<int32_t>());
-  return out;
-}
-
 class Golden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Golden, MatchesTransformers) {
@@ -80,12 +73,12 @@ TEST_P(Golden, MatchesTransformers) {
     Checker check{fx, c, c.at("id"), c.value("compute_dtype", "float32") == "bfloat16"};
     SCOPED_TRACE(fx.name + " " + check.id);
     if (kind == "forward" || kind == "loss") {
-      const ModelInput in = model_input(c.at("inputs"));
+      const cli::ForwardRequest req = request(c.at("inputs"), Task::CausalLM);
+      const ModelInput& in = req.input;
       const int64_t B = in.batch_size, T = in.seq_len;
       const auto mask = valid_mask(c, B, T);
-      std::vector<int32_t> labels;
-      if (kind == "loss") labels = labels_of(c.at("inputs"));
-      const CausalLMOutput out = lm->forward(in, nullptr, all, kind == "loss" ? &labels : nullptr);
+      ASSERT_EQ(req.has_labels, kind == "loss");
+      const CausalLMOutput out = lm->forward(in, nullptr, all, req.has_labels ? &req.token_labels : nullptr);
       for (const auto& name : c.at("tensors")) {
         const std::string n = name.get<std::string>().substr(check.id.size() + 1);
         if (n == "logits") check.tensor("logits", out.logits, mask, B, T, 0, T);
@@ -117,20 +110,12 @@ TEST_P(Golden, MatchesTransformers) {
         check.tensor("full.logits", lm->forward(full).logits, mask, B, T, 0, T);
       ++checked;
     } else if (kind == "classify") {
-      const ModelInput in = model_input(c.at("inputs"));
+      const cli::ForwardRequest req = request(c.at("inputs"), Task::SequenceClassification);
+      const ModelInput& in = req.input;
       const int64_t B = in.batch_size, T = in.seq_len;
       const auto mask = valid_mask(c, B, T);
-      ClassificationLabels labels;
-      labels.integer = true;
-      for (const auto& v : c.at("inputs").at("labels")) {
-        for (const auto& x : v.is_array() ? v : nlohmann::json::array({v})) {
-          labels.values.push_back(x.get<float>());
-          labels.integer = labels.integer && x.is_number_integer() && !v.is_array();
-        }
-      }
-      if (labels.integer)
-        for (const auto& v : c.at("inputs").at("labels")) labels.class_ids.push_back(v.get<int64_t>());
-      const SequenceClassifierOutput out = cls->forward(in, all, &labels);
+      ASSERT_TRUE(req.has_labels);
+      const SequenceClassifierOutput out = cls->forward(in, all, &req.class_labels);
       EXPECT_EQ(out.pooling_index, c.at("pooling_index").get<std::vector<int64_t>>());
       const std::vector<int32_t> all_rows(static_cast<size_t>(B), 1);
       check.tensor("pooled_logits", out.pooled_logits, all_rows, B, 1, 0, 1);

@@ -12,7 +12,6 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -134,15 +133,16 @@ TEST(InitRandom, ShardedLayoutAndIndex) {
   ASSERT_TRUE(fs::exists(fs::path(dir) / "model.safetensors.index.json"));
 
   // Shard files: model-0000i-of-0000N.safetensors for i = 1..N, N >= 3.
-  const std::regex pattern(R"(model-(\d{5})-of-(\d{5})\.safetensors)");
   std::set<std::string> shard_files;
   int total_shards = -1;
   for (const auto& entry : fs::directory_iterator(dir)) {
     const std::string name = entry.path().filename().string();
     if (entry.path().extension() != ".safetensors") continue;
-    std::smatch m;
-    ASSERT_TRUE(std::regex_match(name, m, pattern)) << name;
-    const int n = std::stoi(m[2].str());
+    // The exact names are checked below, once the shard count is known.
+    int index = 0, n = 0;
+    char tail[32] = {};
+    ASSERT_EQ(std::sscanf(name.c_str(), "model-%5d-of-%5d%31s", &index, &n, tail), 3) << name;
+    EXPECT_STREQ(tail, ".safetensors") << name;
     if (total_shards < 0) total_shards = n;
     EXPECT_EQ(n, total_shards) << name;
     shard_files.insert(name);

@@ -11,7 +11,10 @@
 
 namespace jetmoe {
 
-namespace ops { class ThreadPool; }
+namespace ops {
+class ThreadPool;
+struct WeightMatrix;
+}  // namespace ops
 class ModelFiles;
 struct ModelWeights;
 
@@ -83,6 +86,7 @@ class JetMoeForCausalLM {
  public:
   static std::unique_ptr<JetMoeForCausalLM> from_pretrained(const std::string& path, const LoadOptions& options = {});
   explicit JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model);
+  ~JetMoeForCausalLM();
 
   const JetMoeConfig& config() const { return model_->config(); }
   const JetMoeModel& model() const { return *model_; }
@@ -96,6 +100,7 @@ class JetMoeForCausalLM {
 
  private:
   std::unique_ptr<JetMoeModel> model_;
+  std::unique_ptr<ops::WeightMatrix> lm_head_;
 };
 
 // Labels for sequence classification, in the form the problem type needs.
@@ -116,6 +121,7 @@ class JetMoeForSequenceClassification {
  public:
   static std::unique_ptr<JetMoeForSequenceClassification> from_pretrained(const std::string& path, const LoadOptions& options = {});
   explicit JetMoeForSequenceClassification(std::unique_ptr<JetMoeModel> model);
+  ~JetMoeForSequenceClassification();
 
   const JetMoeConfig& config() const { return model_->config(); }
   const JetMoeModel& model() const { return *model_; }
@@ -132,6 +138,7 @@ class JetMoeForSequenceClassification {
 
  private:
   std::unique_ptr<JetMoeModel> model_;
+  std::unique_ptr<ops::WeightMatrix> score_;
 };
 
 // Which head a checkpoint's config.json asks for, from `architectures`.

@@ -22,12 +22,13 @@ std::unique_ptr<JetMoeForCausalLM> JetMoeForCausalLM::from_pretrained(const std:
   return std::make_unique<JetMoeForCausalLM>(JetMoeModel::from_pretrained(path, options));
 }
 
-JetMoeForCausalLM::JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model) : model_(std::move(model)) {
-  lm_head_weight(*model_);  // fail at load time, not at the first forward
-}
+JetMoeForCausalLM::JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model)
+    : model_(std::move(model)), lm_head_(std::make_unique<ops::WeightMatrix>(lm_head_weight(*model_))) {}
+
+JetMoeForCausalLM::~JetMoeForCausalLM() = default;
 
 void JetMoeForCausalLM::lm_head(const float* hidden, int64_t rows, float* logits) const {
-  ops::matmul(model_->thread_pool(), hidden, rows, lm_head_weight(*model_), logits);
+  ops::matmul(model_->thread_pool(), hidden, rows, *lm_head_, logits);
 }
 
 CausalLMOutput JetMoeForCausalLM::forward(const ModelInput& input, KVCache* cache, const ForwardOptions& options,

@@ -19,9 +19,9 @@ std::unique_ptr<JetMoeForSequenceClassification> JetMoeForSequenceClassification
 }
 
 JetMoeForSequenceClassification::JetMoeForSequenceClassification(std::unique_ptr<JetMoeModel> model)
-    : model_(std::move(model)) {
-  score_weight(*model_);
-}
+    : model_(std::move(model)), score_(std::make_unique<ops::WeightMatrix>(score_weight(*model_))) {}
+
+JetMoeForSequenceClassification::~JetMoeForSequenceClassification() = default;
 
 std::vector<int64_t> JetMoeForSequenceClassification::pooling_index(const std::vector<int32_t>& ids, int64_t B,
                                                                     int64_t T) const {
@@ -54,9 +54,8 @@ std::vector<int64_t> JetMoeForSequenceClassification::pooling_index(const std::v
 Tensor JetMoeForSequenceClassification::pooled_logits(const Tensor& h, const std::vector<int64_t>& index) const {
   const int64_t B = h.shape[0], T = h.shape[1], D = h.shape[2], C = config().num_labels;
   Tensor out({B, C});
-  const ops::WeightMatrix w = score_weight(*model_);
   for (int64_t b = 0; b < B; ++b)
-    ops::matmul(model_->thread_pool(), &h.data[static_cast<size_t>((b * T + index[static_cast<size_t>(b)]) * D)], 1, w,
+    ops::matmul(model_->thread_pool(), &h.data[static_cast<size_t>((b * T + index[static_cast<size_t>(b)]) * D)], 1, *score_,
                 &out.data[static_cast<size_t>(b * C)]);
   return out;
 }
