@@ -19,6 +19,7 @@
 
 #include "jetmoe/config.h"
 #include "jetmoe/error.h"
+#include "scoped_temp_dir.h"
 #include "jetmoe/losses.h"
 #include "jetmoe/model.h"
 #include "jetmoe/model_files.h"
@@ -118,17 +119,8 @@ jetmoe::LoadOptions one_thread() {
 
 class BadInput : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(::testing::TempDir()) /
-           ("jetmoe_bad_" + std::string(info->name()) + "_" + std::to_string(static_cast<long>(::getpid())));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
+  jetmoe::testing::ScopedTempDir tmp_;
+  const fs::path& dir_ = tmp_.path();
 
   // Copies a golden fixture's config.json and weight files (not
   // expected.safetensors, which would count as a weight file) into a new
@@ -156,8 +148,6 @@ class BadInput : public ::testing::Test {
     *err = read_bytes(err_path);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
-
-  fs::path dir_;
 };
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "golden_fixture.h"
+#include "scoped_temp_dir.h"
 #include "jetmoe/error.h"
 
 namespace jetmoe::testing {
@@ -19,12 +20,6 @@ namespace fs = std::filesystem;
 
 class ForwardCommand : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("jetmoe_fwd_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Runs `jetmoe forward` on a case's inputs; returns the exit status.
   int run(const std::string& fixture, const nlohmann::json& inputs, const std::string& flags) {
     std::ofstream(dir_ / "in.json") << inputs.dump();
@@ -50,7 +45,8 @@ class ForwardCommand : public ::testing::Test {
     EXPECT_LE(std::abs(got - want) / std::abs(want), 1e-5) << key << ": got " << got << ", want " << want;
   }
 
-  fs::path dir_;
+  ScopedTempDir tmp_;
+  const fs::path& dir_ = tmp_.path();
   std::unique_ptr<SafetensorsFile> out_;
 };
 

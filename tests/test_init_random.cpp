@@ -18,6 +18,7 @@
 
 #include "jetmoe/config.h"
 #include "jetmoe/error.h"
+#include "scoped_temp_dir.h"
 #include "jetmoe/init_random.h"
 #include "jetmoe/model.h"
 #include "jetmoe/model_files.h"
@@ -27,25 +28,7 @@ namespace jetmoe {
 namespace {
 
 namespace fs = std::filesystem;
-
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::path(::testing::TempDir()) /
-            ("jetmoe_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScopedTempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using testing::ScopedTempDir;
 
 JetMoeConfig tiny_config() {
   JetMoeConfig c;
@@ -120,7 +103,7 @@ bool is_bias(const std::string& name) { return name.size() >= 5 && name.compare(
 TEST(InitRandom, ShardedLayoutAndIndex) {
   ScopedTempDir tmp;
   const JetMoeConfig config = tiny_config();
-  const std::string dir = tmp.sub("ckpt");
+  const std::string dir = tmp.file("ckpt");
   InitRandomOptions opts;
   opts.dtype = DType::BF16;
   opts.seed = 42;
@@ -201,7 +184,7 @@ TEST(InitRandom, ShardedLayoutAndIndex) {
 TEST(InitRandom, LoadsAndRunsForward) {
   ScopedTempDir tmp;
   const JetMoeConfig config = tiny_config();
-  const std::string dir = tmp.sub("ckpt");
+  const std::string dir = tmp.file("ckpt");
   InitRandomOptions opts;
   opts.seed = 7;
   opts.max_shard_bytes = 30000;
@@ -236,16 +219,16 @@ TEST(InitRandom, DeterministicAcrossShardingAndThreads) {
   b.num_threads = 3;
   InitRandomOptions c = a;
   c.seed = 1235;
-  init_random_checkpoint(config, tmp.sub("a"), a);
-  init_random_checkpoint(config, tmp.sub("b"), b);
-  init_random_checkpoint(config, tmp.sub("c"), c);
-  ASSERT_TRUE(fs::exists(tmp.sub("a") + "/model.safetensors"));
-  ASSERT_FALSE(fs::exists(tmp.sub("a") + "/model.safetensors.index.json"));
-  ASSERT_TRUE(fs::exists(tmp.sub("b") + "/model.safetensors.index.json"));
+  init_random_checkpoint(config, tmp.file("a"), a);
+  init_random_checkpoint(config, tmp.file("b"), b);
+  init_random_checkpoint(config, tmp.file("c"), c);
+  ASSERT_TRUE(fs::exists(tmp.file("a") + "/model.safetensors"));
+  ASSERT_FALSE(fs::exists(tmp.file("a") + "/model.safetensors.index.json"));
+  ASSERT_TRUE(fs::exists(tmp.file("b") + "/model.safetensors.index.json"));
 
-  auto fa = ModelFiles::open(tmp.sub("a"));
-  auto fb = ModelFiles::open(tmp.sub("b"));
-  auto fc = ModelFiles::open(tmp.sub("c"));
+  auto fa = ModelFiles::open(tmp.file("a"));
+  auto fb = ModelFiles::open(tmp.file("b"));
+  auto fc = ModelFiles::open(tmp.file("c"));
   ASSERT_EQ(fa->names(), fb->names());
   ASSERT_EQ(fa->names(), fc->names());
   int random_tensors = 0;
@@ -276,8 +259,8 @@ TEST(InitRandom, DeterministicAcrossShardingAndThreads) {
   EXPECT_NE(r0, r2);
 
   // Running it again gives the same bytes.
-  init_random_checkpoint(config, tmp.sub("a2"), a);
-  auto fa2 = ModelFiles::open(tmp.sub("a2"));
+  init_random_checkpoint(config, tmp.file("a2"), a);
+  auto fa2 = ModelFiles::open(tmp.file("a2"));
   for (const auto& name : fa->names()) EXPECT_EQ(bytes_of(*fa->find(name)), bytes_of(*fa2->find(name))) << name;
 }
 
@@ -288,7 +271,7 @@ TEST(InitRandom, ValuesFollowInitWeights) {
   config.intermediate_size = 160;  // mlp.input_linear: 4 * 320 * 32 = 40960 values
   for (DType dtype : {DType::F32, DType::BF16}) {
     SCOPED_TRACE(dtype_name(dtype));
-    const std::string dir = tmp.sub(dtype_name(dtype));
+    const std::string dir = tmp.file(dtype_name(dtype));
     InitRandomOptions opts;
     opts.dtype = dtype;
     opts.seed = 99;
@@ -335,8 +318,8 @@ TEST(InitRandom, ValuesFollowInitWeights) {
   }
 
   // The bf16 file holds the f32 values rounded to bfloat16.
-  auto f32 = ModelFiles::open(tmp.sub("F32"));
-  auto bf16 = ModelFiles::open(tmp.sub("BF16"));
+  auto f32 = ModelFiles::open(tmp.file("F32"));
+  auto bf16 = ModelFiles::open(tmp.file("BF16"));
   for (const auto& name : f32->names()) {
     const auto a = values_of(*f32->find(name));
     const auto b = values_of(*bf16->find(name));
@@ -349,7 +332,7 @@ TEST(InitRandom, DtypeRecordedInConfig) {
   ScopedTempDir tmp;
   const JetMoeConfig config = tiny_config();
   for (DType dtype : {DType::F32, DType::BF16}) {
-    const std::string dir = tmp.sub(dtype_name(dtype));
+    const std::string dir = tmp.file(dtype_name(dtype));
     InitRandomOptions opts;
     opts.dtype = dtype;
     init_random_checkpoint(config, dir, opts);
@@ -374,14 +357,14 @@ TEST(InitRandom, DtypeRecordedInConfig) {
   }
   InitRandomOptions bad;
   bad.dtype = DType::F16;
-  EXPECT_THROW(init_random_checkpoint(config, tmp.sub("f16"), bad), Error);
+  EXPECT_THROW(init_random_checkpoint(config, tmp.file("f16"), bad), Error);
 }
 
 TEST(InitRandom, UntiedWritesLmHead) {
   ScopedTempDir tmp;
   JetMoeConfig config = tiny_config();
   config.tie_word_embeddings = false;
-  const std::string dir = tmp.sub("untied");
+  const std::string dir = tmp.file("untied");
   init_random_checkpoint(config, dir, InitRandomOptions{});
   auto files = ModelFiles::open(dir);
   const TensorView* head = files->find("lm_head.weight");
@@ -403,7 +386,7 @@ TEST(InitRandom, SequenceClassificationWritesScore) {
   config.architectures = {"JetMoeForSequenceClassification"};
   config.num_labels = 3;
   config.tie_word_embeddings = false;  // still no lm_head: the head is score
-  const std::string dir = tmp.sub("seqcls");
+  const std::string dir = tmp.file("seqcls");
   init_random_checkpoint(config, dir, InitRandomOptions{});
   auto files = ModelFiles::open(dir);
   const TensorView* score = files->find("score.weight");

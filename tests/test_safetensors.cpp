@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "jetmoe/error.h"
+#include "scoped_temp_dir.h"
 #include "jetmoe/model_files.h"
 #include "jetmoe/safetensors.h"
 
@@ -22,28 +23,7 @@ namespace jetmoe {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh folder under the test temp dir, named after the running test and
-// removed afterwards.
-class ScopedTempDir {
- public:
-  ScopedTempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::path(::testing::TempDir()) /
-            ("jetmoe_" + std::string(info->test_suite_name()) + "_" + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~ScopedTempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using testing::ScopedTempDir;
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
