@@ -104,9 +104,7 @@ void run_forward(const ForwardArgs& a) {
   const int64_t E = config.num_local_experts, L = config.num_hidden_layers;
   const std::vector<int64_t> chunks = parse_chunks(a.chunks, T);
   // Checked before the KV cache for the whole sequence is allocated.
-  if (T > config.max_position_embeddings)
-    throw Error("sequence length " + std::to_string(T) + " exceeds max_position_embeddings = " +
-                std::to_string(config.max_position_embeddings));
+  config.check_sequence_length(T);
   if (a.last_logits_only && task != Task::CausalLM) throw Error("--last-logits-only applies to --task causal-lm only");
   if (a.last_logits_only && req.has_labels) throw Error("--last-logits-only cannot be combined with labels (the loss needs every position)");
 

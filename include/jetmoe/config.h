@@ -47,6 +47,9 @@ struct JetMoeConfig {
   static JetMoeConfig from_file(const std::string& path);
   // Throws Error naming the first invalid field.
   void validate(const std::string& source = "config.json") const;
+  // Throws Error when a sequence of `length` positions exceeds
+  // max_position_embeddings.
+  void check_sequence_length(int64_t length) const;
   // The config as a config.json text (what init-random writes).
   std::string to_json() const;
 };

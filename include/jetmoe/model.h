@@ -37,6 +37,10 @@ struct ModelInput {
   static ModelInput from_ids(const std::vector<std::vector<int32_t>>& rows);
 };
 
+// Throws Error unless `count` ids fill a [batch_size, seq_len] batch of at
+// least one token.
+void check_input_ids_shape(size_t count, int64_t batch_size, int64_t seq_len);
+
 struct ForwardOptions {
   bool output_hidden_states = false;  // L+1 entries, each [B, T, D]
   bool output_router_logits = false;  // 2L entries, each [B*T, E]

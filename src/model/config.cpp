@@ -200,6 +200,12 @@ void JetMoeConfig::validate(const std::string& source) const {
   if (pad_token_id) token("pad_token_id", *pad_token_id);
 }
 
+void JetMoeConfig::check_sequence_length(int64_t length) const {
+  if (length > max_position_embeddings)
+    throw Error("sequence length " + std::to_string(length) + " exceeds max_position_embeddings = " +
+                std::to_string(max_position_embeddings));
+}
+
 std::string JetMoeConfig::to_json() const {
   nlohmann::ordered_json j;
   j["architectures"] = architectures.empty() ? std::vector<std::string>{"JetMoeForCausalLM"} : architectures;

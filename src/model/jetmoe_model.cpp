@@ -25,11 +25,7 @@ std::string join(const std::string& dir, const char* file) { return (std::filesy
 
 void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, const KVCache* cache) {
   const int64_t B = in.batch_size, T = in.seq_len;
-  if (B <= 0 || T <= 0)
-    throw Error("input_ids: shape [" + std::to_string(B) + ", " + std::to_string(T) + "], expected at least one token in each of at least one row");
-  if (static_cast<int64_t>(in.input_ids.size()) != B * T)
-    throw Error("input_ids: " + std::to_string(in.input_ids.size()) + " values for shape [" + std::to_string(B) + ", " +
-                std::to_string(T) + "]");
+  check_input_ids_shape(in.input_ids.size(), B, T);
   for (int64_t i = 0; i < B * T; ++i) {
     const int32_t id = in.input_ids[static_cast<size_t>(i)];
     if (id < 0 || id >= c.vocab_size)
@@ -37,9 +33,7 @@ void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, cons
                   " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
   }
   const int64_t total = past + T;
-  if (total > c.max_position_embeddings)
-    throw Error("sequence length " + std::to_string(total) + " exceeds max_position_embeddings = " +
-                std::to_string(c.max_position_embeddings));
+  c.check_sequence_length(total);
   if (cache) {
     if (cache->batch_size != B)
       throw Error("KV cache holds " + std::to_string(cache->batch_size) + " rows but input_ids has " + std::to_string(B));
@@ -68,6 +62,13 @@ void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, cons
 }
 
 }  // namespace
+
+void check_input_ids_shape(size_t count, int64_t B, int64_t T) {
+  if (B <= 0 || T <= 0)
+    throw Error("input_ids: shape [" + std::to_string(B) + ", " + std::to_string(T) + "], expected at least one token in each of at least one row");
+  if (static_cast<int64_t>(count) != B * T)
+    throw Error("input_ids: " + std::to_string(count) + " values for shape [" + std::to_string(B) + ", " + std::to_string(T) + "]");
+}
 
 ModelInput ModelInput::from_ids(const std::vector<std::vector<int32_t>>& rows) {
   ModelInput in;

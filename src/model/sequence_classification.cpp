@@ -25,10 +25,9 @@ JetMoeForSequenceClassification::~JetMoeForSequenceClassification() = default;
 
 std::vector<int64_t> JetMoeForSequenceClassification::pooling_index(const std::vector<int32_t>& ids, int64_t B,
                                                                     int64_t T) const {
-  if (B <= 0 || T <= 0)
-    throw Error("input_ids: shape [" + std::to_string(B) + ", " + std::to_string(T) + "], expected at least one token in each of at least one row");
-  if (static_cast<int64_t>(ids.size()) != B * T)
-    throw Error("input_ids: " + std::to_string(ids.size()) + " values for shape [" + std::to_string(B) + ", " + std::to_string(T) + "]");
+  // Runs before the model's own input check (so a batch without pad id
+  // fails before the forward), hence the shape check here too.
+  check_input_ids_shape(ids.size(), B, T);
   const auto& pad = config().pad_token_id;
   if (!pad && B != 1)
     throw Error("sequence classification of a batch of " + std::to_string(B) +
