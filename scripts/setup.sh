@@ -11,6 +11,8 @@ PACKAGES=(
   nlohmann-json3-dev                          # JSON: config.json, safetensors headers, index files
   libcli11-dev                                # command-line parsing and --help
   googletest libgtest-dev libgmock-dev        # tests
+  libsentencepiece-dev pkg-config             # tokenizer.model loading; the tokenizer benchmark's baseline
+  clang libclang-rt-dev                       # fuzz/: libFuzzer + sanitizers for the tokenizer fuzz target
 )
 
 if [ "${SKIP_APT:-0}" != 1 ]; then
