@@ -203,6 +203,8 @@ void GenerationConfig::validate() const {
             "1 with greedy search (it would return the same sequence each time); set do_sample or num_beams");
   if (num_beams > 1 && do_sample)
     throw Error("generation config: do_sample with num_beams > 1 (beam sampling) is not supported; use one or the other");
+  if (num_beams > 1 && !stop_strings.empty())
+    throw Error("generation config: stop_strings work with greedy search and sampling, not with beam search");
   for (const std::string& s : stop_strings) require(!s.empty(), "stop_strings", "\"\"", "non-empty strings");
 }
 
