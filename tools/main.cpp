@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   jetmoe::cli::add_perplexity_command(app);
   jetmoe::cli::add_forward_command(app);
   jetmoe::cli::add_init_random_command(app);
+  jetmoe::cli::add_tokenize_command(app);
+  jetmoe::cli::add_detokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
