@@ -31,10 +31,10 @@ a blank line between texts; --json prints one object per text.)";
 
 void run_classify(const ClassifyArgs& a) {
   const std::string dir = a.model.resolved_model();
+  if (task_from_config(JetMoeConfig::from_file(dir + "/config.json")) != Task::SequenceClassification)
+    throw Error(dir + "/config.json: architectures does not name JetMoeForSequenceClassification; this is not a classification checkpoint");
   auto model = JetMoeForSequenceClassification::from_pretrained(dir, a.model.load_options());
   const JetMoeConfig& c = model->config();
-  if (task_from_config(c) != Task::SequenceClassification)
-    throw Error(dir + "/config.json: architectures does not name JetMoeForSequenceClassification; this is not a classification checkpoint");
   const Tokenizer tok = Tokenizer::from_pretrained(dir);
   const int64_t L = c.num_labels;
   const bool regression = c.problem_type == "regression";
