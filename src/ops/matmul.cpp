@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "ops/convert.h"
+#include "ops/cpu_features.h"
+#include "ops/matmul_kernels.h"
 #include "ops/thread_pool.h"
 
 namespace jetmoe::ops {
@@ -60,9 +62,45 @@ void to_f32(DType dtype, const void* data, int64_t n, float* out) {
 
 void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
 
+namespace {
+
+// Output columns per parallel_for chunk. GEMV: about 8 chunks per thread so
+// a late-starting thread still gets an equal share, in whole tiles. GEMM:
+// one converted panel per chunk.
+int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
+  if (M > kernels::kGemvMaxRows) return kernels::kPanelRows;
+  const int64_t per = N / (8 * static_cast<int64_t>(pool.size()));
+  return std::max<int64_t>(64, (per + 7) / 8 * 8);
+}
+
+bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
+  const CpuFeatures& cpu = cpu_features();
+  if (!cpu.avx512) return false;
+  const int64_t K = w.cols;
+  if (w.compute == Compute::BF16 && w.dtype == DType::BF16 && cpu.avx512_bf16) {
+    // Rounded once here, read by every thread; grows only, so the per-token
+    // path does not allocate.
+    thread_local std::vector<uint16_t> xb;
+    if (xb.size() < static_cast<size_t>(M * K)) xb.resize(static_cast<size_t>(M * K));
+    kernels::avx512_round_bf16(x, M * K, xb.data());
+    const uint16_t* xbp = xb.data();
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx512_bf16_dot(xbp, M, w, n0, n1, y); });
+    return true;
+  }
+  pool.parallel_for(w.rows, grain(pool, M, w.rows), [&](int64_t n0, int64_t n1) {
+    thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
+    kernels::avx512_f32(x, M, w, n0, n1, y, panel.data());
+  });
+  return true;
+}
+
+}  // namespace
+
 void matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   const int64_t N = w.rows, K = w.cols;
   if (M <= 0 || N <= 0) return;
+  if (simd_matmul(pool, x, M, w, y)) return;
   pool.parallel_for(N, kRowBlock, [&](int64_t n0, int64_t n1) {
     for (int64_t nb = n0; nb < n1; nb += kRowBlock) {
       const int64_t nrows = std::min(kRowBlock, n1 - nb);

@@ -1,0 +1,287 @@
+// AVX-512 kernels. Every function here carries the AVX-512 target through
+// the pragma below and runs only after cpu_features() said so; headers come
+// first so no inline library code is compiled for AVX-512 by accident.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "ops/convert.h"
+#include "ops/matmul_kernels.h"
+
+#pragma GCC push_options
+// GCC 12's intrinsics headers build some results from _mm512_undefined_*(),
+// which -Wuninitialized reports at every use; the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c")
+
+namespace jetmoe::ops::kernels {
+
+namespace {
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+inline __mmask16 tail16(int64_t n) { return static_cast<__mmask16>((1u << n) - 1u); }
+inline __mmask32 tail32(int64_t n) { return static_cast<__mmask32>((uint64_t{1} << n) - 1u); }
+
+// Horizontal sum in four steps.
+inline float hsum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+  __m128 s = _mm512_castps512_ps128(v);
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// Sixteen weights widened to f32, whole or masked (masked lanes read 0).
+struct LoadF32 {
+  using T = float;
+  static __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 load(__mmask16 m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static __m512 load(const uint16_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 load(__mmask16 m, const uint16_t* p) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m512 load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 load(__mmask16 m, const uint16_t* p) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+};
+
+// MR x NR dot products of length k: y[m, n] (+)= x[m, :k] . w[n, :k]. The
+// accumulators stay in registers (MR*NR + NR <= 32) and are reduced once
+// per call, so the horizontal sums cost little against k/16 FMA steps.
+template <int MR, int NR, class L>
+void tile_f32(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy,
+              bool add) {
+  __m512 acc[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) {
+    __m512 wv[NR];
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) wv[n] = L::load(w + n * ldw + i);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m512 xv = _mm512_loadu_ps(x + m * ldx + i);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_fmadd_ps(xv, wv[n], acc[m][n]);
+    }
+  }
+  if (i < k) {
+    const __mmask16 mask = tail16(k - i);
+    __m512 wv[NR];
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) wv[n] = L::load(mask, w + n * ldw + i);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m512 xv = _mm512_maskz_loadu_ps(mask, x + m * ldx + i);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_fmadd_ps(xv, wv[n], acc[m][n]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      const float s = hsum(acc[m][n]);
+      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
+    }
+}
+
+// Same shape for bf16 pairs: 32 products per vdpbf16ps, f32 accumulation.
+template <int MR, int NR>
+void tile_bf16_dot(const uint16_t* x, int64_t ldx, const uint16_t* w, int64_t ldw, int64_t k, float* y, int64_t ldy,
+                   bool add) {
+  __m512 acc[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    __m512i wv[NR];
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) wv[n] = _mm512_loadu_si512(w + n * ldw + i);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m512i xv = _mm512_loadu_si512(x + m * ldx + i);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_dpbf16_ps(acc[m][n], (__m512bh)xv, (__m512bh)wv[n]);
+    }
+  }
+  if (i < k) {
+    const __mmask32 mask = tail32(k - i);
+    __m512i wv[NR];
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) wv[n] = _mm512_maskz_loadu_epi16(mask, w + n * ldw + i);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m512i xv = _mm512_maskz_loadu_epi16(mask, x + m * ldx + i);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_dpbf16_ps(acc[m][n], (__m512bh)xv, (__m512bh)wv[n]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      const float s = hsum(acc[m][n]);
+      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
+    }
+}
+
+// Runtime (mr, nr) -> the instantiation, for the ragged edges of M and N.
+template <class L>
+using F32Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, bool);
+template <class L, int MR>
+constexpr F32Tile<L> f32_tile_row[8] = {tile_f32<MR, 1, L>, tile_f32<MR, 2, L>, tile_f32<MR, 3, L>, tile_f32<MR, 4, L>,
+                                        tile_f32<MR, 5, L>, tile_f32<MR, 6, L>, tile_f32<MR, 7, L>, tile_f32<MR, 8, L>};
+template <class L>
+F32Tile<L> f32_tile(int64_t mr, int64_t nr) {
+  switch (mr) {
+    case 1: return f32_tile_row<L, 1>[nr - 1];
+    case 2: return f32_tile_row<L, 2>[nr - 1];
+    case 3: return f32_tile_row<L, 3>[nr - 1];
+    default: return f32_tile_row<L, 4>[nr - 1];
+  }
+}
+
+using Bf16Tile = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t, bool);
+template <int MR>
+constexpr Bf16Tile bf16_tile_row[8] = {tile_bf16_dot<MR, 1>, tile_bf16_dot<MR, 2>, tile_bf16_dot<MR, 3>,
+                                       tile_bf16_dot<MR, 4>, tile_bf16_dot<MR, 5>, tile_bf16_dot<MR, 6>,
+                                       tile_bf16_dot<MR, 7>, tile_bf16_dot<MR, 8>};
+Bf16Tile bf16_tile(int64_t mr, int64_t nr) {
+  switch (mr) {
+    case 1: return bf16_tile_row<1>[nr - 1];
+    case 2: return bf16_tile_row<2>[nr - 1];
+    case 3: return bf16_tile_row<3>[nr - 1];
+    default: return bf16_tile_row<4>[nr - 1];
+  }
+}
+
+// Weight rows per tile: 8 while MR <= 2 (more independent streams for the
+// memory-bound GEMV), 6 above so MR*NR accumulators + NR weights fit in 32
+// registers.
+inline int64_t tile_rows(int64_t mr) { return mr <= 2 ? 8 : 6; }
+
+// Rows split into K blocks of at most kMaxKc, of equal length so no block is
+// a sliver; a multiple of 16 keeps every block but the last unmasked.
+inline int64_t k_block(int64_t K, int64_t max_kc) {
+  const int64_t blocks = (K + max_kc - 1) / max_kc;
+  const int64_t kc = (K + blocks - 1) / blocks;
+  return min64(max_kc, (kc + 15) / 16 * 16);
+}
+
+// GEMV: each weight byte read once, widened in registers.
+template <class L>
+void gemv_direct(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1,
+                 float* y) {
+  const int64_t step = tile_rows(M);
+  for (int64_t n = n0; n < n1; n += step) {
+    const int64_t nr = min64(step, n1 - n);
+    f32_tile<L>(M, nr)(x, K, w + n * K, K, K, y + n, N, false);
+  }
+}
+
+template <class L>
+void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const typename L::T* src = w + r * ldw;
+    float* dst = out + r * k;
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) _mm512_storeu_ps(dst + i, L::load(src + i));
+    if (i < k) _mm512_mask_storeu_ps(dst + i, tail16(k - i), L::load(tail16(k - i), src + i));
+  }
+}
+
+template <class L>
+void gemm_f32(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
+              float* panel) {
+  if (M <= kGemvMaxRows) return gemv_direct<L>(x, M, w, K, N, n0, n1, y);
+  const int64_t kc = k_block(K, kMaxKc);
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      widen_panel<L>(w + nb * K + k0, K, rows, kl, panel);
+      for (int64_t m = 0; m < M; m += 4) {
+        const int64_t mr = min64(4, M - m);
+        for (int64_t r = 0; r < rows; r += 6) {
+          const int64_t nr = min64(6, rows - r);
+          f32_tile<LoadF32>(mr, nr)(x + m * K + k0, K, panel + r * kl, kl, kl, y + m * N + nb + r, N, k0 > 0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void avx512_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+  const int64_t K = w.cols, N = w.rows;
+  switch (w.dtype) {
+    case DType::BF16:
+      return gemm_f32<LoadBF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y, panel);
+    case DType::F16:
+      return gemm_f32<LoadF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y, panel);
+    default: {
+      // f32 weights need no widening: tiles read them in place.
+      const float* wf = static_cast<const float*>(w.data);
+      if (M <= kGemvMaxRows) return gemv_direct<LoadF32>(x, M, wf, K, N, n0, n1, y);
+      const int64_t kc = k_block(K, kMaxKc);
+      for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+        const int64_t rows = min64(kPanelRows, n1 - nb);
+        for (int64_t k0 = 0; k0 < K; k0 += kc) {
+          const int64_t kl = min64(kc, K - k0);
+          for (int64_t m = 0; m < M; m += 4)
+            for (int64_t r = 0; r < rows; r += 6)
+              f32_tile<LoadF32>(min64(4, M - m), min64(6, rows - r))(x + m * K + k0, K, wf + (nb + r) * K + k0, K, kl,
+                                                                     y + m * N + nb + r, N, k0 > 0);
+        }
+      }
+    }
+  }
+}
+
+void avx512_bf16_dot(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  const int64_t K = w.cols, N = w.rows;
+  const auto* wb = static_cast<const uint16_t*>(w.data);
+  if (M <= kGemvMaxRows) {
+    const int64_t step = tile_rows(M);
+    for (int64_t n = n0; n < n1; n += step) bf16_tile(M, min64(step, n1 - n))(xb, K, wb + n * K, K, K, y + n, N, false);
+    return;
+  }
+  // bf16 is half the bytes, so twice the K run fits the same cache budget.
+  const int64_t kc = k_block(K, 2 * kMaxKc);
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      for (int64_t m = 0; m < M; m += 4)
+        for (int64_t r = 0; r < rows; r += 6)
+          bf16_tile(min64(4, M - m), min64(6, rows - r))(xb + m * K + k0, K, wb + (nb + r) * K + k0, K, kl,
+                                                         y + m * N + nb + r, N, k0 > 0);
+    }
+  }
+}
+
+void avx512_round_bf16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  for (; i < n; ++i) out[i] = f32_to_bf16(x[i]);
+}
+
+}  // namespace jetmoe::ops::kernels
+
+#pragma GCC diagnostic pop
+#pragma GCC pop_options

@@ -1,0 +1,32 @@
+#pragma once
+#include <cstdint>
+
+#include "ops/matmul.h"
+
+// SIMD kernels behind ops::matmul. Each computes output columns [n0, n1) of
+// y = x·wᵀ for all M rows, so the dispatcher can split N over threads.
+namespace jetmoe::ops::kernels {
+
+// Weight rows converted to f32 per cache block in the GEMM path.
+constexpr int64_t kPanelRows = 48;
+// Longest K run per block: 4 x rows (16 KB) stay in L1 while a 48-row
+// panel (192 KB) stays in L2.
+constexpr int64_t kMaxKc = 1024;
+constexpr int64_t kPanelFloats = kPanelRows * kMaxKc;
+// At or below this many rows, weights are read straight from memory and
+// converted in registers (decode); above it they are converted once per
+// panel and reused across rows (prefill).
+constexpr int64_t kGemvMaxRows = 4;
+
+// Exact mode: f32 activations, weights F32/F16/BF16 widened to f32, FMA.
+// `panel` holds kPanelFloats floats of per-thread scratch.
+void avx512_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
+
+// Fast mode: activations already rounded to bf16 (xb, [M, K]), BF16
+// weights, vdpbf16ps with f32 accumulation.
+void avx512_bf16_dot(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+
+// Round-to-nearest-even f32 -> bf16, as f32_to_bf16 does.
+void avx512_round_bf16(const float* x, int64_t n, uint16_t* out);
+
+}  // namespace jetmoe::ops::kernels
