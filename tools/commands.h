@@ -7,5 +7,6 @@ namespace jetmoe::cli {
 // Each subcommand adds itself to the app and runs from its callback.
 void add_forward_command(CLI::App& app);
 void add_init_random_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace jetmoe::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "jetmoe 0.1.0");
   jetmoe::cli::add_forward_command(app);
   jetmoe::cli::add_init_random_command(app);
+  jetmoe::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

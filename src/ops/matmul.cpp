@@ -6,6 +6,7 @@
 #include "ops/convert.h"
 #include "ops/cpu_features.h"
 #include "ops/matmul_kernels.h"
+#include "ops/quantize.h"
 #include "ops/thread_pool.h"
 
 namespace jetmoe::ops {
@@ -32,6 +33,13 @@ inline float dot(const float* a, const float* b, int64_t n) {
 }
 
 void rows_to_f32(const WeightMatrix& w, int64_t row0, int64_t nrows, float* out) {
+  if (w.quant != Quant::None) {
+    const int64_t row_bytes = quant_row_bytes(w.quant, w.cols), blocks = w.cols / kQuantBlock;
+    for (int64_t r = row0; r < row0 + nrows; ++r)
+      dequantize_row(w.quant, static_cast<const uint8_t*>(w.data) + r * row_bytes, w.scales + r * blocks, w.cols,
+                     out + (r - row0) * w.cols);
+    return;
+  }
   const int64_t n = nrows * w.cols;
   const size_t offset = static_cast<size_t>(row0 * w.cols);
   to_f32(w.dtype, static_cast<const uint8_t*>(w.data) + offset * dtype_size(w.dtype), n, out);
@@ -60,6 +68,14 @@ void to_f32(DType dtype, const void* data, int64_t n, float* out) {
   }
 }
 
+int64_t weight_bytes(const WeightMatrix& w) {
+  switch (w.quant) {
+    case Quant::Q8_0: return w.rows * (w.cols + w.cols / 16);
+    case Quant::Q4_0: return w.rows * (w.cols / 2 + w.cols / 16);
+    default: return w.rows * w.cols * static_cast<int64_t>(dtype_size(w.dtype));
+  }
+}
+
 void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
 
 namespace {
@@ -77,6 +93,24 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   const CpuFeatures& cpu = cpu_features();
   if (!cpu.avx512) return false;
   const int64_t K = w.cols;
+  if (w.quant != Quant::None) {
+    if (!cpu.avx512_vnni) return false;
+    // Quantised once here, read by every thread; grows only.
+    thread_local std::vector<int8_t> q;
+    thread_local std::vector<float> scale;
+    thread_local std::vector<int32_t> start;
+    const auto n = static_cast<size_t>(M * K);
+    if (q.size() < n) {
+      q.resize(n);
+      scale.resize(n / 4);
+      start.resize(n / 4);
+    }
+    quantize_activations(x, M, K, w.quant, q.data(), scale.data(), start.data());
+    const kernels::QuantizedActivations acts{q.data(), scale.data(), start.data()};
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx512_quant_dot(acts, M, w, n0, n1, y); });
+    return true;
+  }
   if (w.compute == Compute::BF16 && w.dtype == DType::BF16 && cpu.avx512_bf16) {
     // Rounded once here, read by every thread; grows only, so the per-token
     // path does not allocate.

@@ -224,7 +224,103 @@ void gemm_f32(const float* x, int64_t M, const typename L::T* w, int64_t K, int6
   }
 }
 
+
+// Integer tile: per 64 columns, one vpdpbusd (u8 weights x s8 activations,
+// started at -offset*sum(x) so the stored offset cancels) per (m, n), then
+// the int32 lanes are scaled by dx*dw and accumulated in f32.
+template <int MR, int NR, bool Q4>
+void tile_quant(const int8_t* xq, const float* xs, const int32_t* x0, int64_t ldx, const uint8_t* w, int64_t ldw,
+                const uint16_t* ws, int64_t ldws, int64_t k, float* y, int64_t ldy, bool add) {
+  const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  __m512 acc[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < k / 64; ++g) {
+    __m512i wv[NR];
+    __m512 sw[NR];
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      if constexpr (Q4) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + g * 32));
+        const __m256i lo = _mm256_and_si256(b, low4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+        wv[n] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      } else {
+        wv[n] = _mm512_loadu_si512(w + n * ldw + g * 64);
+      }
+      int32_t two;
+      __builtin_memcpy(&two, ws + n * ldws + 2 * g, 4);
+      sw[n] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(two))));
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m512i xv = _mm512_loadu_si512(xq + m * ldx + g * 64);
+      const __m512 sx = _mm512_loadu_ps(xs + m * (ldx / 4) + g * 16);
+      const __m512i start = _mm512_loadu_si512(x0 + m * (ldx / 4) + g * 16);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) {
+        const __m512i p = _mm512_dpbusd_epi32(start, wv[n], xv);
+        acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sx, sw[n]), acc[m][n]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      const float s = hsum(acc[m][n]);
+      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
+    }
+}
+
+using QuantTile = void (*)(const int8_t*, const float*, const int32_t*, int64_t, const uint8_t*, int64_t, const uint16_t*,
+                           int64_t, int64_t, float*, int64_t, bool);
+template <bool Q4, int MR>
+constexpr QuantTile quant_tile_row[8] = {tile_quant<MR, 1, Q4>, tile_quant<MR, 2, Q4>, tile_quant<MR, 3, Q4>,
+                                         tile_quant<MR, 4, Q4>, tile_quant<MR, 5, Q4>, tile_quant<MR, 6, Q4>,
+                                         tile_quant<MR, 7, Q4>, tile_quant<MR, 8, Q4>};
+template <bool Q4>
+QuantTile quant_tile(int64_t mr, int64_t nr) {
+  switch (mr) {
+    case 1: return quant_tile_row<Q4, 1>[nr - 1];
+    case 2: return quant_tile_row<Q4, 2>[nr - 1];
+    case 3: return quant_tile_row<Q4, 3>[nr - 1];
+    default: return quant_tile_row<Q4, 4>[nr - 1];
+  }
+}
+
+template <bool Q4>
+void quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  const int64_t K = w.cols, N = w.rows, ldw = Q4 ? K / 2 : K, ldws = K / 32;
+  const auto* wq = static_cast<const uint8_t*>(w.data);
+  // Four rows at most (MR*NR + 2*NR registers); 4x4 for GEMM tiles.
+  const int64_t step = M <= 2 ? 8 : 4, panel = M <= kGemvMaxRows ? N : kPanelRows;
+  // 2048-column blocks: 4 rows of int8 values, lane scales and starts are
+  // 24 KB of L1, and a 48-row panel of 8-bit weights 96 KB of L2.
+  const int64_t blocks = (K + 2047) / 2048;
+  const int64_t kc = M <= kGemvMaxRows ? K : ((K + blocks - 1) / blocks + 63) / 64 * 64;
+  for (int64_t nb = n0; nb < n1; nb += panel) {
+    const int64_t rows = min64(panel, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      for (int64_t m = 0; m < M; m += 4)
+        for (int64_t r = 0; r < rows; r += step)
+          quant_tile<Q4>(min64(4, M - m), min64(step, rows - r))(
+              x.q + m * K + k0, x.scale + m * (K / 4) + k0 / 4, x.start + m * (K / 4) + k0 / 4, K,
+              wq + (nb + r) * ldw + (Q4 ? k0 / 2 : k0), ldw, w.scales + (nb + r) * ldws + k0 / 32, ldws, kl,
+              y + m * N + nb + r, N, k0 > 0);
+    }
+  }
+}
+
 }  // namespace
+
+void avx512_quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  if (w.quant == Quant::Q4_0) return quant_dot<true>(x, M, w, n0, n1, y);
+  quant_dot<false>(x, M, w, n0, n1, y);
+}
 
 void avx512_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
   const int64_t K = w.cols, N = w.rows;

@@ -26,6 +26,18 @@ void avx512_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, in
 // weights, vdpbf16ps with f32 accumulation.
 void avx512_bf16_dot(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 
+// Activations quantised for the integer kernels (see quantize_activations):
+// per 64 columns, 64 int8 values, 16 lane scales (8 lanes per block of 32)
+// and 16 int32 start values that subtract the weights' offset.
+struct QuantizedActivations {
+  const int8_t* q = nullptr;       // [M, K]
+  const float* scale = nullptr;    // [M, K / 4]
+  const int32_t* start = nullptr;  // [M, K / 4]
+};
+
+// Q8_0 / Q4_0 weights (w.quant) times quantised activations: vpdpbusd.
+void avx512_quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+
 // Round-to-nearest-even f32 -> bf16, as f32_to_bf16 does.
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out);
 
