@@ -11,6 +11,7 @@ PACKAGES=(
   nlohmann-json3-dev                          # JSON: config.json, safetensors headers, index files
   libcli11-dev                                # command-line parsing and --help
   googletest libgtest-dev libgmock-dev        # tests
+  libbenchmark-dev                            # bench/: kernel micro-benchmarks
 )
 
 if [ "${SKIP_APT:-0}" != 1 ]; then

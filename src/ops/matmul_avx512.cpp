@@ -370,6 +370,53 @@ void avx512_bf16_dot(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64
   }
 }
 
+namespace {
+
+// One block of 32: its scale (f16) and the codes as 32 bytes, unpacked.
+template <bool Q4>
+__m256i quantize_block(const uint16_t* src, uint16_t* scale) {
+  const __m512 a = LoadBF16::load(src), b = LoadBF16::load(src + 16);
+  float d;
+  if constexpr (Q4) {
+    // The value of largest magnitude keeps its sign: d = value / -8.
+    const float hi = _mm512_reduce_max_ps(_mm512_max_ps(a, b)), lo = _mm512_reduce_min_ps(_mm512_min_ps(a, b));
+    d = (-lo > hi ? lo : hi) / -8.0f;
+  } else {
+    d = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b))) / 127.0f;
+  }
+  *scale = f32_to_f16(d);
+  const __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+  const int offset = Q4 ? 8 : 128, top = Q4 ? 15 : 255, bottom = Q4 ? 0 : 1;
+  auto codes = [&](__m512 v) {
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, id)), _mm512_set1_epi32(offset));
+    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(bottom)), _mm512_set1_epi32(top));
+    return _mm512_cvtepi32_epi8(q);
+  };
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(codes(a)), codes(b), 1);
+}
+
+}  // namespace
+
+void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
+                               uint16_t* scales) {
+  const int64_t blocks = cols / 32;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* w = src + r * cols;
+    uint16_t* s = scales + r * blocks;
+    if (q == Quant::Q8_0) {
+      uint8_t* out = quants + r * cols;
+      for (int64_t b = 0; b < blocks; ++b)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 32), quantize_block<false>(w + b * 32, s + b));
+    } else {
+      uint8_t* out = quants + r * (cols / 2);
+      for (int64_t b = 0; b + 1 < blocks; b += 2) {
+        const __m256i lo = quantize_block<true>(w + b * 32, s + b), hi = quantize_block<true>(w + b * 32 + 32, s + b + 1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 16), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+      }
+    }
+  }
+}
+
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)

@@ -38,6 +38,11 @@ struct QuantizedActivations {
 // Q8_0 / Q4_0 weights (w.quant) times quantised activations: vpdpbusd.
 void avx512_quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 
+// quantize_rows for BF16 sources (the formats are described in
+// ops/quantize.h); same results as the portable code.
+void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
+                               uint16_t* scales);
+
 // Round-to-nearest-even f32 -> bf16, as f32_to_bf16 does.
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out);
 

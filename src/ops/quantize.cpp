@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "ops/convert.h"
+#include "ops/cpu_features.h"
+#include "ops/matmul_kernels.h"
 #include "ops/thread_pool.h"
 
 namespace jetmoe::ops {
@@ -14,12 +16,13 @@ namespace {
 void quantize_row(Quant q, const float* w, int64_t cols, uint8_t* out, uint16_t* scales) {
   for (int64_t b = 0; b < cols / kQuantBlock; ++b) {
     const float* x = w + b * kQuantBlock;
-    float amax = 0.0f, max = 0.0f;
-    for (int64_t i = 0; i < kQuantBlock; ++i)
-      if (std::fabs(x[i]) > amax) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
+    float hi = x[0], lo = x[0];
+    for (int64_t i = 1; i < kQuantBlock; ++i) {
+      hi = std::max(hi, x[i]);
+      lo = std::min(lo, x[i]);
+    }
+    // On a tie the positive value wins, as in the AVX-512 code.
+    const float amax = std::max(hi, -lo), max = -lo > hi ? lo : hi;
     if (q == Quant::Q8_0) {
       const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
       scales[b] = f32_to_f16(d);
@@ -48,6 +51,13 @@ int64_t quant_row_bytes(Quant q, int64_t cols) { return q == Quant::Q4_0 ? cols 
 void quantize_rows(ThreadPool& pool, Quant q, DType dtype, const void* src, int64_t rows, int64_t cols, uint8_t* quants,
                    uint16_t* scales) {
   const int64_t row_bytes = quant_row_bytes(q, cols), src_row = cols * static_cast<int64_t>(dtype_size(dtype));
+  if (dtype == DType::BF16 && cpu_features().avx512) {
+    pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+      kernels::avx512_quantize_bf16_rows(q, static_cast<const uint16_t*>(src) + r0 * cols, r1 - r0, cols,
+                                         quants + r0 * row_bytes, scales + r0 * (cols / kQuantBlock));
+    });
+    return;
+  }
   pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> row;
     row.resize(static_cast<size_t>(cols));
