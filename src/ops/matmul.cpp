@@ -140,7 +140,7 @@ void matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, 
       const int64_t nrows = std::min(kRowBlock, n1 - nb);
       const float* wrows;
       thread_local std::vector<float> converted;
-      if (w.dtype == DType::F32) {
+      if (w.dtype == DType::F32 && w.quant == Quant::None) {
         wrows = static_cast<const float*>(w.data) + nb * K;
       } else {
         converted.resize(static_cast<size_t>(nrows * K));
