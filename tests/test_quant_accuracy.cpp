@@ -23,14 +23,15 @@ struct Mode {
 
 // The golden fixtures are random tiny models whose next-token logits are
 // nearly tied (top-2 gaps of a few hundredths), and one routes top-1, where
-// a perturbed router flips a token to another expert: 8-bit noise flips
-// some of their argmaxes even with exact activations (98% top-1, KL 5e-4),
-// so there the limits below only catch broken kernels; measured values are
-// printed. The trained demo model is held to the limits: perplexity
+// a perturbed router flips a token to another expert: 8-bit weight noise
+// alone flips ~2% of their argmaxes (98% top-1 with exact activations), so
+// the 8-bit top-1 limit there is 95% instead of the 99% (its KL limit
+// holds), and the 4-bit limits only catch broken kernels; measured values
+// are printed. The trained demo model is held to the limits: perplexity
 // within +0.5% (bf16 compute), +1% (8-bit), +5% (4-bit).
 const Mode kModes[] = {
     {"bf16-compute", WeightFormat::Native, ComputeMode::BF16, 0.99, 1e-3, 1.005, 0.99},
-    {"q8_0", WeightFormat::Q8_0, ComputeMode::F32, 0.9, 0.03, 1.01, 0.99},
+    {"q8_0", WeightFormat::Q8_0, ComputeMode::F32, 0.95, 1e-3, 1.01, 0.99},
     {"q4_0", WeightFormat::Q4_0, ComputeMode::F32, 0.6, 0.4, 1.05, 0.9},
 };
 

@@ -93,6 +93,17 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   const CpuFeatures& cpu = cpu_features();
   if (!cpu.avx512) return false;
   const int64_t K = w.cols;
+  if (w.quant != Quant::None && M > kernels::kGemvMaxRows && cpu.avx512_bf16) {
+    thread_local std::vector<uint16_t> xb;
+    if (xb.size() < static_cast<size_t>(M * K)) xb.resize(static_cast<size_t>(M * K));
+    kernels::avx512_round_bf16(x, M * K, xb.data());
+    const uint16_t* xbp = xb.data();
+    pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
+      thread_local std::vector<uint16_t> panel(static_cast<size_t>(kernels::kQuantPanelElems));
+      kernels::avx512_quant_gemm_bf16(xbp, M, w, n0, n1, y, panel.data());
+    });
+    return true;
+  }
   if (w.quant != Quant::None) {
     if (!cpu.avx512_vnni) return false;
     // Quantised once here, read by every thread; grows only.

@@ -417,6 +417,67 @@ void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64
   }
 }
 
+namespace {
+
+// Rows [rows, kl] of quantised weights from column k0 (a multiple of 64) as
+// bf16 values d * (q - offset).
+template <bool Q4>
+void dequantize_panel_bf16(const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws, int64_t rows, int64_t k0,
+                           int64_t kl, uint16_t* out) {
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m512i offset = _mm512_set1_epi32(Q4 ? 8 : 128);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < kl / 64; ++g) {
+      const int64_t col = k0 + g * 64;
+      __m256i half[2];
+      if constexpr (Q4) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * ldw + col / 2));
+        half[0] = _mm256_and_si256(b, low4);
+        half[1] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+      } else {
+        half[0] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * ldw + col));
+        half[1] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + r * ldw + col + 32));
+      }
+      for (int b = 0; b < 2; ++b) {
+        const __m512 d = _mm512_set1_ps(f16_to_f32(ws[r * ldws + col / 32 + b]));
+        auto values = [&](__m128i codes) {
+          return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(codes), offset)));
+        };
+        const __m512 lo = values(_mm256_castsi256_si128(half[b])), hi = values(_mm256_extracti128_si256(half[b], 1));
+        _mm512_storeu_si512(out + r * kl + g * 64 + b * 32, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      }
+    }
+  }
+}
+
+template <bool Q4>
+void quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                     uint16_t* panel) {
+  const int64_t K = w.cols, N = w.rows, ldw = Q4 ? K / 2 : K, ldws = K / 32;
+  const auto* wq = static_cast<const uint8_t*>(w.data);
+  const int64_t blocks = (K + kQuantPanelKc - 1) / kQuantPanelKc;
+  const int64_t kc = ((K + blocks - 1) / blocks + 63) / 64 * 64;
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      dequantize_panel_bf16<Q4>(wq + nb * ldw, ldw, w.scales + nb * ldws, ldws, rows, k0, kl, panel);
+      for (int64_t m = 0; m < M; m += 4)
+        for (int64_t r = 0; r < rows; r += 6)
+          bf16_tile(min64(4, M - m), min64(6, rows - r))(xb + m * K + k0, K, panel + r * kl, kl, kl, y + m * N + nb + r,
+                                                         N, k0 > 0);
+    }
+  }
+}
+
+}  // namespace
+
+void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                            uint16_t* panel) {
+  if (w.quant == Quant::Q4_0) return quant_gemm_bf16<true>(xb, M, w, n0, n1, y, panel);
+  quant_gemm_bf16<false>(xb, M, w, n0, n1, y, panel);
+}
+
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)

@@ -38,6 +38,16 @@ struct QuantizedActivations {
 // Q8_0 / Q4_0 weights (w.quant) times quantised activations: vpdpbusd.
 void avx512_quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 
+// Prefill with quantised weights: each 48-row panel is dequantised to bf16
+// once (d * (q - offset), rounded) and multiplied with bf16-rounded
+// activations by the vdpbf16ps tiles, twice the MACs per instruction of the
+// integer tiles once their per-block scaling is counted. `panel` holds
+// kQuantPanelElems bf16 values of per-thread scratch.
+constexpr int64_t kQuantPanelKc = 2048;
+constexpr int64_t kQuantPanelElems = kPanelRows * kQuantPanelKc;
+void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                            uint16_t* panel);
+
 // quantize_rows for BF16 sources (the formats are described in
 // ops/quantize.h); same results as the portable code.
 void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
