@@ -121,6 +121,7 @@ TEST(Kernels, QuantizedMatmulMatchesDequantizedReference) {
   // Long rows run in several K blocks.
   check_quant_matmul(two, Quant::Q8_0, 9, 50, 4224, rng);
   check_quant_matmul(two, Quant::Q4_0, 9, 50, 4224, rng);
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) check_quant_matmul(two, q, 1, 50, 4224, rng);
 }
 
 TEST(Kernels, Bf16ComputeMatchesBf16RoundedReference) {

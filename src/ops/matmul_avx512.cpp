@@ -227,42 +227,65 @@ void gemm_f32(const float* x, int64_t M, const typename L::T* w, int64_t K, int6
 
 // Integer tile: per 64 columns, one vpdpbusd (u8 weights x s8 activations,
 // started at -offset*sum(x) so the stored offset cancels) per (m, n), then
-// the int32 lanes are scaled by dx*dw and accumulated in f32.
+// the int32 lanes are scaled by dx*dw and accumulated in f32. The scales of
+// eight 64-column steps are widened in one go and spread per step by one
+// permute; with one activation row dx is folded in there too, leaving four
+// vector ops per 64 weights.
 template <int MR, int NR, bool Q4>
 void tile_quant(const int8_t* xq, const float* xs, const int32_t* x0, int64_t ldx, const uint8_t* w, int64_t ldw,
                 const uint16_t* ws, int64_t ldws, int64_t k, float* y, int64_t ldy, bool add) {
-  const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m512i low4x2 = _mm512_set1_epi8(0x0f);
+  const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   __m512 acc[MR][NR];
 #pragma GCC unroll 8
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < k / 64; ++g) {
-    __m512i wv[NR];
-    __m512 sw[NR];
+  const int64_t steps = k / 64;
+  for (int64_t g0 = 0; g0 < steps; g0 += 8) {
+    const int64_t chunk = min64(8, steps - g0);
+    const __mmask16 blocks = static_cast<__mmask16>((1u << (2 * chunk)) - 1u);
+    __m512 s16[NR];
 #pragma GCC unroll 8
-    for (int n = 0; n < NR; ++n) {
-      if constexpr (Q4) {
-        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + g * 32));
-        const __m256i lo = _mm256_and_si256(b, low4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
-        wv[n] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-      } else {
-        wv[n] = _mm512_loadu_si512(w + n * ldw + g * 64);
-      }
-      int32_t two;
-      __builtin_memcpy(&two, ws + n * ldws + 2 * g, 4);
-      sw[n] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(two))));
+    for (int n = 0; n < NR; ++n) s16[n] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(blocks, ws + n * ldws + 2 * g0));
+    if constexpr (MR == 1) {
+      // Each block's dx repeats over its 8 lanes of the lane scales: gather
+      // one per block and fold it into the weight scales.
+      const __m512i every8 = _mm512_set_epi32(120, 112, 104, 96, 88, 80, 72, 64, 56, 48, 40, 32, 24, 16, 8, 0);
+      const __m512 dx = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), blocks, every8, xs + g0 * 16, 4);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) s16[n] = _mm512_mul_ps(s16[n], dx);
     }
-#pragma GCC unroll 8
-    for (int m = 0; m < MR; ++m) {
-      const __m512i xv = _mm512_loadu_si512(xq + m * ldx + g * 64);
-      const __m512 sx = _mm512_loadu_ps(xs + m * (ldx / 4) + g * 16);
-      const __m512i start = _mm512_loadu_si512(x0 + m * (ldx / 4) + g * 16);
+    for (int64_t g = g0; g < g0 + chunk; ++g) {
+      const int j = static_cast<int>(2 * (g - g0));
+      const __m512i spread = _mm512_set_epi32(j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j + 1, j, j, j, j, j, j, j, j);
+      __m512i wv[NR];
+      __m512 sw[NR];
 #pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) {
-        const __m512i p = _mm512_dpbusd_epi32(start, wv[n], xv);
-        acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sx, sw[n]), acc[m][n]);
+        if constexpr (Q4) {
+          // The 32 bytes in both halves, the upper half shifted down a nibble.
+          const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + g * 32)));
+          wv[n] = _mm512_and_si512(_mm512_srlv_epi16(b, nibble_shift), low4x2);
+        } else {
+          wv[n] = _mm512_loadu_si512(w + n * ldw + g * 64);
+        }
+        sw[n] = _mm512_permutexvar_ps(spread, s16[n]);
+      }
+#pragma GCC unroll 8
+      for (int m = 0; m < MR; ++m) {
+        const __m512i xv = _mm512_loadu_si512(xq + m * ldx + g * 64);
+        const __m512 sx = MR == 1 ? _mm512_setzero_ps() : _mm512_loadu_ps(xs + m * (ldx / 4) + g * 16);
+        const __m512i start = _mm512_loadu_si512(x0 + m * (ldx / 4) + g * 16);
+#pragma GCC unroll 8
+        for (int n = 0; n < NR; ++n) {
+          const __m512i p = _mm512_dpbusd_epi32(start, wv[n], xv);
+          if constexpr (MR == 1) {
+            acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sw[n], acc[m][n]);
+          } else {
+            acc[m][n] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(sx, sw[n]), acc[m][n]);
+          }
+        }
       }
     }
   }
