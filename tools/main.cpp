@@ -11,8 +11,14 @@ int main(int argc, char** argv) {
       "Each subcommand has its own --help."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "jetmoe 0.1.0");
+  jetmoe::cli::add_generate_command(app);
+  jetmoe::cli::add_chat_command(app);
+  jetmoe::cli::add_classify_command(app);
+  jetmoe::cli::add_perplexity_command(app);
   jetmoe::cli::add_forward_command(app);
   jetmoe::cli::add_init_random_command(app);
+  jetmoe::cli::add_tokenize_command(app);
+  jetmoe::cli::add_detokenize_command(app);
   jetmoe::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);

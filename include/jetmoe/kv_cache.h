@@ -25,6 +25,16 @@ struct KVCache {
   float* key_at(int64_t layer, int64_t b, int64_t pos) { return &keys[static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim)]; }
   float* value_at(int64_t layer, int64_t b, int64_t pos) { return &values[static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim)]; }
   void clear() { length = 0; }
+
+  // Keeps the rows `rows`, in that order, repeats allowed: beam search
+  // reorders and duplicates beams, batched generation drops finished rows.
+  // The batch size becomes rows.size(). Reuses spare buffers, so a steady
+  // decode loop does not allocate.
+  void select_rows(const std::vector<int64_t>& rows);
+
+ private:
+  std::vector<float> spare_keys_, spare_values_;
+  std::vector<int32_t> spare_mask_;
 };
 
 }  // namespace jetmoe

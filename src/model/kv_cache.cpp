@@ -1,5 +1,7 @@
 #include "jetmoe/kv_cache.h"
 
+#include <algorithm>
+
 #include "jetmoe/error.h"
 
 namespace jetmoe {
@@ -15,6 +17,43 @@ KVCache::KVCache(const JetMoeConfig& config, int64_t batch, int64_t cap)
   keys.assign(n, 0.0f);
   values.assign(n, 0.0f);
   mask.assign(static_cast<size_t>(batch_size * capacity), 0);
+}
+
+void KVCache::select_rows(const std::vector<int64_t>& rows) {
+  const auto new_batch = static_cast<int64_t>(rows.size());
+  if (new_batch == 0) throw Error("KVCache::select_rows: at least one row must remain");
+  bool identity = new_batch == batch_size;
+  for (int64_t i = 0; i < new_batch; ++i) {
+    const int64_t r = rows[static_cast<size_t>(i)];
+    if (r < 0 || r >= batch_size)
+      throw Error("KVCache::select_rows: row " + std::to_string(r) + " outside [0, " + std::to_string(batch_size) + ")");
+    identity = identity && r == i;
+  }
+  if (identity) return;
+  const size_t row_floats = static_cast<size_t>(capacity * kv_dim);
+  const size_t used_floats = static_cast<size_t>(length * kv_dim);
+  const size_t n = static_cast<size_t>(num_layers * new_batch) * row_floats;
+  // Only grow the spare buffers: shrinking and growing back each step would
+  // allocate.
+  if (spare_keys_.size() < n) {
+    spare_keys_.resize(n);
+    spare_values_.resize(n);
+  }
+  spare_mask_.resize(static_cast<size_t>(new_batch * capacity));
+  for (int64_t l = 0; l < num_layers; ++l) {
+    for (int64_t i = 0; i < new_batch; ++i) {
+      const size_t src = static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_floats;
+      const size_t dst = static_cast<size_t>(l * new_batch + i) * row_floats;
+      std::copy_n(keys.begin() + static_cast<std::ptrdiff_t>(src), used_floats, spare_keys_.begin() + static_cast<std::ptrdiff_t>(dst));
+      std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(src), used_floats, spare_values_.begin() + static_cast<std::ptrdiff_t>(dst));
+    }
+  }
+  for (int64_t i = 0; i < new_batch; ++i)
+    std::copy_n(mask.begin() + rows[static_cast<size_t>(i)] * capacity, capacity, spare_mask_.begin() + i * capacity);
+  keys.swap(spare_keys_);
+  values.swap(spare_values_);
+  mask.swap(spare_mask_);
+  batch_size = new_batch;
 }
 
 }  // namespace jetmoe

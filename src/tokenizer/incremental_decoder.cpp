@@ -1,0 +1,54 @@
+#include "jetmoe/error.h"
+#include "jetmoe/tokenizer.h"
+#include "tokenizer/tokenizer_data.h"
+
+namespace jetmoe {
+
+using namespace tokenizer_detail;
+
+IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)
+    : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {}
+
+namespace {
+
+// The new text of `window` beyond its anchor's own decoded text. The anchor is
+// a settled piece that is not a byte, so the decoder output of
+// [anchor, rest...] starts with that of [anchor]: whatever start-of-text rule
+// applies (Strip, Metaspace) acts on the anchor alike in both.
+std::string new_text(const Tokenizer& t, const std::vector<int32_t>& window, bool has_anchor, const std::string& anchor_text) {
+  std::string text = t.decode(window, false);
+  if (has_anchor && text.compare(0, anchor_text.size(), anchor_text) == 0) text.erase(0, anchor_text.size());
+  return text;
+}
+
+}  // namespace
+
+std::string IncrementalDecoder::push(int32_t id) {
+  const TokenizerData& d = tokenizer_.data();
+  if (!d.valid(id))
+    throw Error("decode: token id " + std::to_string(id) + " is outside the vocabulary of " + d.source + " (expected 0.." +
+                std::to_string(d.size() - 1) + ")");
+  const uint8_t flags = d.flags[static_cast<size_t>(id)];
+  // A skipped special token is invisible: it neither prints nor ends a byte run.
+  if (skip_special_tokens_ && (flags & kSpecial)) return {};
+  window_.push_back(id);
+  // The byte run may continue, and Hugging Face decodes it as a whole.
+  if (flags & kBytePiece) return {};
+  std::string out = new_text(tokenizer_, window_, has_anchor_, anchor_text_);
+  window_.assign(1, id);
+  has_anchor_ = true;
+  anchor_text_ = tokenizer_.decode(window_, false);
+  return out;
+}
+
+std::string IncrementalDecoder::flush() {
+  std::string out;
+  if (window_.size() > (has_anchor_ ? 1u : 0u)) out = new_text(tokenizer_, window_, has_anchor_, anchor_text_);
+  // The stream has ended; a further push starts a new one.
+  window_.clear();
+  has_anchor_ = false;
+  anchor_text_.clear();
+  return out;
+}
+
+}  // namespace jetmoe
