@@ -133,6 +133,15 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
                       [&](int64_t n0, int64_t n1) { kernels::avx512_bf16_dot(xbp, M, w, n0, n1, y); });
     return true;
   }
+  if (w.dtype == DType::BF16 && M <= kernels::kGemvMaxRows && cpu.avx512_bf16) {
+    thread_local std::vector<uint16_t> parts;
+    if (parts.size() < static_cast<size_t>(3 * M * K)) parts.resize(static_cast<size_t>(3 * M * K));
+    uint16_t* p = parts.data();
+    kernels::avx512_split_bf16x3(x, M * K, p, p + M * K, p + 2 * M * K);
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx512_bf16x3_gemv(p, M, w, n0, n1, y); });
+    return true;
+  }
   pool.parallel_for(w.rows, grain(pool, M, w.rows), [&](int64_t n0, int64_t n1) {
     thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
     kernels::avx512_f32(x, M, w, n0, n1, y, panel.data());

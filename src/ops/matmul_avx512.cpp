@@ -138,6 +138,57 @@ void tile_bf16_dot(const uint16_t* x, int64_t ldx, const uint16_t* w, int64_t ld
     }
 }
 
+
+// tile_bf16_dot with each activation row given as three bf16 parts (hi,
+// mid, lo at x, x + plane, x + 2 * plane), all accumulated into one sum.
+template <int MR, int NR>
+void tile_bf16x3(const uint16_t* x, int64_t ldx, int64_t plane, const uint16_t* w, int64_t ldw, int64_t k, float* y,
+                 int64_t ldy) {
+  __m512 acc[MR][NR];
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[m][n] = _mm512_setzero_ps();
+  auto step = [&](int64_t i, __mmask32 mask) {
+    __m512i wv[NR];
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) wv[n] = _mm512_maskz_loadu_epi16(mask, w + n * ldw + i);
+#pragma GCC unroll 8
+    for (int m = 0; m < MR; ++m) {
+      const __m512i lo = _mm512_maskz_loadu_epi16(mask, x + 2 * plane + m * ldx + i);
+      const __m512i mid = _mm512_maskz_loadu_epi16(mask, x + plane + m * ldx + i);
+      const __m512i hi = _mm512_maskz_loadu_epi16(mask, x + m * ldx + i);
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) {
+        acc[m][n] = _mm512_dpbf16_ps(acc[m][n], (__m512bh)lo, (__m512bh)wv[n]);
+        acc[m][n] = _mm512_dpbf16_ps(acc[m][n], (__m512bh)mid, (__m512bh)wv[n]);
+        acc[m][n] = _mm512_dpbf16_ps(acc[m][n], (__m512bh)hi, (__m512bh)wv[n]);
+      }
+    }
+  };
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) step(i, ~__mmask32{0});
+  if (i < k) step(i, tail32(k - i));
+#pragma GCC unroll 8
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) y[m * ldy + n] = hsum(acc[m][n]);
+}
+
+using Bf16x3Tile = void (*)(const uint16_t*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t);
+template <int MR>
+constexpr Bf16x3Tile bf16x3_tile_row[8] = {tile_bf16x3<MR, 1>, tile_bf16x3<MR, 2>, tile_bf16x3<MR, 3>,
+                                           tile_bf16x3<MR, 4>, tile_bf16x3<MR, 5>, tile_bf16x3<MR, 6>,
+                                           tile_bf16x3<MR, 7>, tile_bf16x3<MR, 8>};
+Bf16x3Tile bf16x3_tile(int64_t mr, int64_t nr) {
+  switch (mr) {
+    case 1: return bf16x3_tile_row<1>[nr - 1];
+    case 2: return bf16x3_tile_row<2>[nr - 1];
+    case 3: return bf16x3_tile_row<3>[nr - 1];
+    default: return bf16x3_tile_row<4>[nr - 1];
+  }
+}
+
 // Runtime (mr, nr) -> the instantiation, for the ragged edges of M and N.
 template <class L>
 using F32Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, bool);
@@ -499,6 +550,34 @@ void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w
                             uint16_t* panel) {
   if (w.quant == Quant::Q4_0) return quant_gemm_bf16<true>(xb, M, w, n0, n1, y, panel);
   quant_gemm_bf16<false>(xb, M, w, n0, n1, y, panel);
+}
+
+void avx512_bf16x3_gemv(const uint16_t* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  const int64_t K = w.cols, N = w.rows;
+  const auto* wb = static_cast<const uint16_t*>(w.data);
+  // Three activation parts per row: fewer weight rows per tile keep
+  // MR*NR accumulators + NR weights + 3 parts in registers.
+  const int64_t step = M == 1 ? 8 : M == 2 ? 6 : 4;
+  for (int64_t n = n0; n < n1; n += step)
+    bf16x3_tile(M, min64(step, n1 - n))(xs, K, M * K, wb + n * K, K, K, y + n, N);
+}
+
+void avx512_split_bf16x3(const float* x, int64_t n, uint16_t* hi, uint16_t* mid, uint16_t* lo) {
+  // Truncation, not rounding, keeps every part's sign that of the rest it
+  // stands for; each remainder is exact in f32, so hi + mid + lo == x.
+  const __m512i top = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  auto part = [&](__m512 v, uint16_t* out, int64_t i, __mmask16 m) {
+    const __m512 p = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), top));
+    _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(p), 16)));
+    return _mm512_sub_ps(v, p);
+  };
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : tail16(n - i);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    v = part(v, hi, i, m);
+    v = part(v, mid, i, m);
+    part(v, lo, i, m);
+  }
 }
 
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out) {

@@ -53,6 +53,14 @@ void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w
 void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
                                uint16_t* scales);
 
+// Exact-mode GEMV for BF16 weights (M <= kGemvMaxRows) on AVX512_BF16: each
+// activation row is split exactly into three bf16 parts (x = hi + mid + lo,
+// 24 bits of mantissa like f32), so three vdpbf16ps give f32-exact products
+// for half the vector ops per weight of widening bf16 to f32 for FMA.
+// xs holds the parts as [3][M][K].
+void avx512_bf16x3_gemv(const uint16_t* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+void avx512_split_bf16x3(const float* x, int64_t n, uint16_t* hi, uint16_t* mid, uint16_t* lo);
+
 // Round-to-nearest-even f32 -> bf16, as f32_to_bf16 does.
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out);
 
