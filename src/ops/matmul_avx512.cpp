@@ -152,7 +152,12 @@ void tile_bf16x3(const uint16_t* x, int64_t ldx, int64_t plane, const uint16_t* 
   auto step = [&](int64_t i, __mmask32 mask) {
     __m512i wv[NR];
 #pragma GCC unroll 8
-    for (int n = 0; n < NR; ++n) wv[n] = _mm512_maskz_loadu_epi16(mask, w + n * ldw + i);
+    for (int n = 0; n < NR; ++n) {
+      // The next tile's rows, a tile ahead: hardware prefetchers stop at 4 KB
+      // page boundaries, and mapped weights sit in 4 KB pages.
+      _mm_prefetch(reinterpret_cast<const char*>(w + (NR + n) * ldw + i), _MM_HINT_T0);
+      wv[n] = _mm512_maskz_loadu_epi16(mask, w + n * ldw + i);
+    }
 #pragma GCC unroll 8
     for (int m = 0; m < MR; ++m) {
       const __m512i lo = _mm512_maskz_loadu_epi16(mask, x + 2 * plane + m * ldx + i);
