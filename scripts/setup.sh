@@ -13,6 +13,7 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev        # tests
   libsentencepiece-dev pkg-config             # tokenizer.model loading; the tokenizer benchmark's baseline
   clang libclang-rt-dev                       # fuzz/: libFuzzer + sanitizers for the tokenizer fuzz target
+  libbenchmark-dev                            # bench/: kernel micro-benchmarks
 )
 
 if [ "${SKIP_APT:-0}" != 1 ]; then

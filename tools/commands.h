@@ -13,5 +13,6 @@ void add_classify_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_detokenize_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace jetmoe::cli

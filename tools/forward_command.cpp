@@ -21,7 +21,7 @@ namespace jetmoe::cli {
 namespace {
 
 struct ForwardArgs {
-  std::string model, input, output, task, chunks;
+  std::string model, input, output, task, chunks, weights = "bf16", compute = "f32";
   bool hidden_states = false, router_logits = false, last_logits_only = false;
   int threads = 0;
 };
@@ -110,6 +110,8 @@ void run_forward(const ForwardArgs& a) {
 
   LoadOptions load;
   load.num_threads = a.threads;
+  load.weights = parse_weight_format(a.weights);
+  load.compute = parse_compute_mode(a.compute);
   std::unique_ptr<JetMoeModel> base = std::make_unique<JetMoeModel>(ModelFiles::open(a.model), config, load);
   std::unique_ptr<JetMoeForCausalLM> causal;
   std::unique_ptr<JetMoeForSequenceClassification> classifier;
@@ -225,6 +227,8 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--task", args->task, "Head to run: base, causal-lm or sequence-classification (default: from config.json architectures)")
       ->check(CLI::IsMember({"base", "causal-lm", "sequence-classification"}));
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weights", args->weights, "bf16 (as stored), q8_0 or q4_0 (quantised at load)")->capture_default_str();
+  cmd->add_option("--compute", args->compute, "f32 (exact) or bf16 (activations rounded to bf16, faster)")->capture_default_str();
   cmd->callback([args] { run_forward(*args); });
 }
 

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   jetmoe::cli::add_init_random_command(app);
   jetmoe::cli::add_tokenize_command(app);
   jetmoe::cli::add_detokenize_command(app);
+  jetmoe::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

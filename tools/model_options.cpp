@@ -34,6 +34,8 @@ std::string ModelOptions::resolved_model() const { return model.empty() ? defaul
 LoadOptions ModelOptions::load_options() const {
   LoadOptions o;
   o.num_threads = threads;
+  o.weights = parse_weight_format(weights);
+  o.compute = parse_compute_mode(compute);
   return o;
 }
 
@@ -42,6 +44,12 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
                   "Model folder (Hugging Face layout), or a Hugging Face repo id found in the local HF cache "
                   "(e.g. jetmoe/jetmoe-8b). Default: the demo model models/jetmoe-kjv-tiny");
   cmd->add_option("--threads", o.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--weights", o.weights, "bf16 (as stored), q8_0 or q4_0 (quantised at load)")
+      ->check(CLI::IsMember({"bf16", "q8_0", "q4_0"}))
+      ->capture_default_str();
+  cmd->add_option("--compute", o.compute, "f32 (exact) or bf16 (activations rounded to bf16: faster, approximate)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
 }
 
 }  // namespace jetmoe::cli

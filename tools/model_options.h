@@ -1,7 +1,7 @@
 #pragma once
-// The flags every command that runs a model shares (--model, --threads),
-// and where a left-out --model leads: the demo model shipped with the
-// repository.
+// The flags every command that runs a model shares (--model, --threads,
+// --weights, --compute), and where a left-out --model leads: the demo model
+// shipped with the repository.
 #include <string>
 
 #include "jetmoe/model.h"
@@ -13,6 +13,8 @@ namespace jetmoe::cli {
 struct ModelOptions {
   std::string model;  // empty = the demo model
   int threads = 0;
+  std::string weights = "bf16";  // bf16 (as stored), q8_0, q4_0
+  std::string compute = "f32";   // f32 (exact), bf16
 
   // The folder to load: --model resolved (folder, file or Hugging Face repo
   // id in the local cache), or the demo model.

@@ -18,9 +18,25 @@ struct WeightMatrix;
 class ModelFiles;
 struct ModelWeights;
 
+// How weights are held in memory. Native keeps the checkpoint's tensors
+// memory-mapped as stored (bf16 for real checkpoints); Q8_0 and Q4_0 make
+// owned quantised copies at load (blocks of 32 with a scale).
+enum class WeightFormat { Native, Q8_0, Q4_0 };
+
+// How matmuls multiply. F32 is exact (float32 activations and accumulation);
+// BF16 rounds activations to bf16 for AVX512_BF16 dot products (f32
+// accumulation), a fast mode whose accuracy is tested like quantisation.
+enum class ComputeMode { F32, BF16 };
+
 struct LoadOptions {
   int num_threads = 0;  // 0 = all cores
+  WeightFormat weights = WeightFormat::Native;
+  ComputeMode compute = ComputeMode::F32;
 };
+
+// "bf16" (= Native), "q8_0", "q4_0" / "f32", "bf16"; Error naming the value otherwise.
+WeightFormat parse_weight_format(const std::string& name);
+ComputeMode parse_compute_mode(const std::string& name);
 
 // One forward call's inputs, Hugging Face style. `input_ids` holds the new
 // tokens [batch_size, seq_len]. `attention_mask` (1 = real token) is empty or
@@ -41,9 +57,17 @@ struct ModelInput {
 // least one token.
 void check_input_ids_shape(size_t count, int64_t batch_size, int64_t seq_len);
 
+// What one forward call read from memory, added to by each call that is
+// given one; benchmarks divide it by the tokens decoded.
+struct ForwardStats {
+  int64_t weight_bytes = 0;  // matrices streamed: routers, the chosen experts, kv_proj, lm_head
+  int64_t kv_bytes = 0;      // KV cache bytes attention read
+};
+
 struct ForwardOptions {
   bool output_hidden_states = false;  // L+1 entries, each [B, T, D]
   bool output_router_logits = false;  // 2L entries, each [B*T, E]
+  ForwardStats* stats = nullptr;
 };
 
 // JetMoeModel's outputs. hidden_states[0] is the embeddings, [i] the output
@@ -66,6 +90,10 @@ class JetMoeModel {
   const JetMoeConfig& config() const { return config_; }
   const ModelFiles& files() const { return *files_; }
   ops::ThreadPool& thread_pool() const { return *pool_; }
+  const LoadOptions& load_options() const { return options_; }
+  // A head matrix (lm_head, score) bound and converted like the blocks' weights.
+  // Quantised heads live in *storage, which the caller keeps.
+  ops::WeightMatrix bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const;
 
   // With a cache, the new tokens attend to everything cached and are
   // appended to it; without one, the call sees only its own tokens.
@@ -74,6 +102,7 @@ class JetMoeModel {
  private:
   std::shared_ptr<ModelFiles> files_;
   JetMoeConfig config_;
+  LoadOptions options_;
   std::unique_ptr<ops::ThreadPool> pool_;
   std::unique_ptr<ModelWeights> weights_;
 };
@@ -104,6 +133,7 @@ class JetMoeForCausalLM {
 
  private:
   std::unique_ptr<JetMoeModel> model_;
+  std::vector<uint8_t> lm_head_storage_;
   std::unique_ptr<ops::WeightMatrix> lm_head_;
 };
 

@@ -10,11 +10,11 @@
 namespace jetmoe {
 
 namespace {
-ops::WeightMatrix lm_head_weight(const JetMoeModel& m) {
+ops::WeightMatrix lm_head_weight(const JetMoeModel& m, std::vector<uint8_t>* storage) {
   const JetMoeConfig& c = m.config();
   // Tied checkpoints omit lm_head.weight: the embedding matrix is the head.
   const char* name = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  return bind_matrix(m.files(), name, c.vocab_size, c.hidden_size);
+  return m.bind_head(name, c.vocab_size, storage);
 }
 }  // namespace
 
@@ -23,7 +23,7 @@ std::unique_ptr<JetMoeForCausalLM> JetMoeForCausalLM::from_pretrained(const std:
 }
 
 JetMoeForCausalLM::JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model)
-    : model_(std::move(model)), lm_head_(std::make_unique<ops::WeightMatrix>(lm_head_weight(*model_))) {}
+    : model_(std::move(model)), lm_head_(std::make_unique<ops::WeightMatrix>(lm_head_weight(*model_, &lm_head_storage_))) {}
 
 JetMoeForCausalLM::~JetMoeForCausalLM() = default;
 
@@ -43,6 +43,7 @@ CausalLMOutput JetMoeForCausalLM::forward(const ModelInput& input, KVCache* cach
   inner.output_router_logits = options.output_router_logits || labels != nullptr;
   CausalLMOutput out;
   out.model = model_->forward(input, cache, inner);
+  if (options.stats) options.stats->weight_bytes += ops::weight_bytes(*lm_head_);
   const Tensor& h = out.model.last_hidden_state;
   if (logits_last_only) {
     out.logits = Tensor({B, 1, V});

@@ -61,7 +61,27 @@ void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, cons
   }
 }
 
+// Bytes of the experts that received at least one token.
+int64_t routed_bytes(const Routing& r, const ExpertWeights& a, const ExpertWeights& b) {
+  int64_t used = 0;
+  for (int64_t e = 0; e < r.num_experts; ++e) used += r.offsets[static_cast<size_t>(e + 1)] > r.offsets[static_cast<size_t>(e)];
+  return used * (ops::weight_bytes(a.expert(0)) + ops::weight_bytes(b.expert(0)));
+}
+
 }  // namespace
+
+WeightFormat parse_weight_format(const std::string& name) {
+  if (name == "bf16" || name == "native") return WeightFormat::Native;
+  if (name == "q8_0") return WeightFormat::Q8_0;
+  if (name == "q4_0") return WeightFormat::Q4_0;
+  throw Error("--weights: '" + name + "', expected bf16, q8_0 or q4_0");
+}
+
+ComputeMode parse_compute_mode(const std::string& name) {
+  if (name == "f32") return ComputeMode::F32;
+  if (name == "bf16") return ComputeMode::BF16;
+  throw Error("--compute: '" + name + "', expected f32 or bf16");
+}
 
 void check_input_ids_shape(size_t count, int64_t B, int64_t T) {
   if (B <= 0 || T <= 0)
@@ -98,10 +118,15 @@ std::unique_ptr<JetMoeModel> JetMoeModel::from_pretrained(const std::string& pat
 }
 
 JetMoeModel::JetMoeModel(std::shared_ptr<ModelFiles> files, JetMoeConfig config, const LoadOptions& options)
-    : files_(std::move(files)), config_(std::move(config)) {
+    : files_(std::move(files)), config_(std::move(config)), options_(options) {
   config_.validate();
-  weights_ = std::make_unique<ModelWeights>(bind_model_weights(*files_, config_));
   pool_ = std::make_unique<ops::ThreadPool>(options.num_threads);
+  weights_ = std::make_unique<ModelWeights>(bind_model_weights(*files_, config_));
+  prepare_weights(*weights_, options_, *pool_);
+}
+
+ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const {
+  return prepare_head(bind_matrix(*files_, name, rows, config_.hidden_size), options_, *pool_, storage);
 }
 
 JetMoeModel::~JetMoeModel() = default;
@@ -182,6 +207,11 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     const ops::KVView view{cache->key_at(l, 0, 0), cache->value_at(l, 0, 0), cache->mask.data(), cap, H};
     ops::attention(pool, q.data(), B, T, K * H, d, view, past, attn.data());
     moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), scratch);
+    if (options.stats) {
+      options.stats->weight_bytes += ops::weight_bytes(w.attention_router) + ops::weight_bytes(w.kv_proj) +
+                                     routed_bytes(routing, w.attention_input, w.attention_output);
+      options.stats->kv_bytes += B * total * 2 * Hd * static_cast<int64_t>(sizeof(float));
+    }
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
 
     // Mixture of MLP experts.
@@ -190,6 +220,8 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     keep_router_logits(router_logits);
     route_tokens(router_logits.data(), N, E, K, &routing);
     moe_mlp(pool, normed.data(), routing, w.mlp_input, w.mlp_output, act, w.mlp_bias, y.data(), scratch);
+    if (options.stats)
+      options.stats->weight_bytes += ops::weight_bytes(w.mlp_router) + routed_bytes(routing, w.mlp_input, w.mlp_output);
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
   }
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "jetmoe/config.h"
+#include "jetmoe/model.h"
 #include "jetmoe/model_files.h"
 #include "ops/matmul.h"
 
@@ -11,13 +12,22 @@ namespace jetmoe {
 
 // E experts' matrices stored as one [E, rows, cols] tensor, as transformers'
 // JetMoeParallelExperts keeps them.
+// Quantised, `data` holds E experts' quants back to back and `scales` their
+// scales likewise.
 struct ExpertWeights {
   DType dtype = DType::F32;
   const uint8_t* data = nullptr;
   int64_t experts = 0, rows = 0, cols = 0;
+  ops::Compute compute = ops::Compute::F32;
+  ops::Quant quant = ops::Quant::None;
+  const uint16_t* scales = nullptr;
 
   ops::WeightMatrix expert(int64_t e) const {
-    return {dtype, data + static_cast<size_t>(e * rows * cols) * dtype_size(dtype), rows, cols};
+    ops::WeightMatrix w{dtype, nullptr, rows, cols, compute, quant, nullptr};
+    const int64_t bytes = ops::weight_bytes(w) - (quant == ops::Quant::None ? 0 : rows * (cols / 32) * 2);
+    w.data = data + static_cast<size_t>(e * bytes);
+    if (scales) w.scales = scales + static_cast<size_t>(e * rows * (cols / 32));
+    return w;
   }
 };
 
@@ -41,11 +51,21 @@ struct ModelWeights {
   ops::WeightMatrix embed_tokens;  // [V, D]
   std::vector<LayerWeights> layers;
   std::vector<float> norm;         // [D]
+  // Quantised copies the matrices above point into (empty when native).
+  std::vector<std::vector<uint8_t>> owned;
 };
 
 // Binds every weight of JetMoeModel by its Hugging Face name, checking dtype
 // and shape; a missing or mis-shaped tensor is an Error naming it and its file.
 ModelWeights bind_model_weights(const ModelFiles& files, const JetMoeConfig& config);
+
+// Applies LoadOptions to bound weights: the compute mode on every matrix,
+// and with a quantised format, owned quantised copies (kept in w.owned) of
+// the experts and kv_proj in place of the mapped tensors.
+void prepare_weights(ModelWeights& w, const LoadOptions& options, ops::ThreadPool& pool);
+// The same for a head matrix; a quantised copy goes to *storage.
+ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& options, ops::ThreadPool& pool,
+                               std::vector<uint8_t>* storage);
 
 // One [rows, cols] matrix by name, checked the same way.
 ops::WeightMatrix bind_matrix(const ModelFiles& files, const std::string& name, int64_t rows, int64_t cols);

@@ -4,6 +4,9 @@
 #include <vector>
 
 #include "ops/convert.h"
+#include "ops/cpu_features.h"
+#include "ops/matmul_kernels.h"
+#include "ops/quantize.h"
 #include "ops/thread_pool.h"
 
 namespace jetmoe::ops {
@@ -30,6 +33,13 @@ inline float dot(const float* a, const float* b, int64_t n) {
 }
 
 void rows_to_f32(const WeightMatrix& w, int64_t row0, int64_t nrows, float* out) {
+  if (w.quant != Quant::None) {
+    const int64_t row_bytes = quant_row_bytes(w.quant, w.cols), blocks = w.cols / kQuantBlock;
+    for (int64_t r = row0; r < row0 + nrows; ++r)
+      dequantize_row(w.quant, static_cast<const uint8_t*>(w.data) + r * row_bytes, w.scales + r * blocks, w.cols,
+                     out + (r - row0) * w.cols);
+    return;
+  }
   const int64_t n = nrows * w.cols;
   const size_t offset = static_cast<size_t>(row0 * w.cols);
   to_f32(w.dtype, static_cast<const uint8_t*>(w.data) + offset * dtype_size(w.dtype), n, out);
@@ -58,17 +68,99 @@ void to_f32(DType dtype, const void* data, int64_t n, float* out) {
   }
 }
 
+int64_t weight_bytes(const WeightMatrix& w) {
+  switch (w.quant) {
+    case Quant::Q8_0: return w.rows * (w.cols + w.cols / 16);
+    case Quant::Q4_0: return w.rows * (w.cols / 2 + w.cols / 16);
+    default: return w.rows * w.cols * static_cast<int64_t>(dtype_size(w.dtype));
+  }
+}
+
 void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
+
+namespace {
+
+// Output columns per parallel_for chunk. GEMV: about 8 chunks per thread so
+// a late-starting thread still gets an equal share, in whole tiles. GEMM:
+// one converted panel per chunk.
+int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
+  if (M > kernels::kGemvMaxRows) return kernels::kPanelRows;
+  const int64_t per = N / (8 * static_cast<int64_t>(pool.size()));
+  return std::max<int64_t>(64, (per + 7) / 8 * 8);
+}
+
+bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
+  const CpuFeatures& cpu = cpu_features();
+  if (!cpu.avx512) return false;
+  const int64_t K = w.cols;
+  if (w.quant != Quant::None && M > kernels::kGemvMaxRows && cpu.avx512_bf16) {
+    thread_local std::vector<uint16_t> xb;
+    if (xb.size() < static_cast<size_t>(M * K)) xb.resize(static_cast<size_t>(M * K));
+    kernels::avx512_round_bf16(x, M * K, xb.data());
+    const uint16_t* xbp = xb.data();
+    pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
+      thread_local std::vector<uint16_t> panel(static_cast<size_t>(kernels::kQuantPanelElems));
+      kernels::avx512_quant_gemm_bf16(xbp, M, w, n0, n1, y, panel.data());
+    });
+    return true;
+  }
+  if (w.quant != Quant::None) {
+    if (!cpu.avx512_vnni) return false;
+    // Quantised once here, read by every thread; grows only.
+    thread_local std::vector<int8_t> q;
+    thread_local std::vector<float> scale;
+    thread_local std::vector<int32_t> start;
+    const auto n = static_cast<size_t>(M * K);
+    if (q.size() < n) {
+      q.resize(n);
+      scale.resize(n / 4);
+      start.resize(n / 4);
+    }
+    quantize_activations(x, M, K, w.quant, q.data(), scale.data(), start.data());
+    const kernels::QuantizedActivations acts{q.data(), scale.data(), start.data()};
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx512_quant_dot(acts, M, w, n0, n1, y); });
+    return true;
+  }
+  if (w.compute == Compute::BF16 && w.dtype == DType::BF16 && cpu.avx512_bf16) {
+    // Rounded once here, read by every thread; grows only, so the per-token
+    // path does not allocate.
+    thread_local std::vector<uint16_t> xb;
+    if (xb.size() < static_cast<size_t>(M * K)) xb.resize(static_cast<size_t>(M * K));
+    kernels::avx512_round_bf16(x, M * K, xb.data());
+    const uint16_t* xbp = xb.data();
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx512_bf16_dot(xbp, M, w, n0, n1, y); });
+    return true;
+  }
+  if (w.dtype == DType::BF16 && M <= kernels::kGemvMaxRows && cpu.avx512_bf16) {
+    thread_local std::vector<uint16_t> parts;
+    if (parts.size() < static_cast<size_t>(3 * M * K)) parts.resize(static_cast<size_t>(3 * M * K));
+    uint16_t* p = parts.data();
+    kernels::avx512_split_bf16x3(x, M * K, p, p + M * K, p + 2 * M * K);
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx512_bf16x3_gemv(p, M, w, n0, n1, y); });
+    return true;
+  }
+  pool.parallel_for(w.rows, grain(pool, M, w.rows), [&](int64_t n0, int64_t n1) {
+    thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
+    kernels::avx512_f32(x, M, w, n0, n1, y, panel.data());
+  });
+  return true;
+}
+
+}  // namespace
 
 void matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   const int64_t N = w.rows, K = w.cols;
   if (M <= 0 || N <= 0) return;
+  if (simd_matmul(pool, x, M, w, y)) return;
   pool.parallel_for(N, kRowBlock, [&](int64_t n0, int64_t n1) {
     for (int64_t nb = n0; nb < n1; nb += kRowBlock) {
       const int64_t nrows = std::min(kRowBlock, n1 - nb);
       const float* wrows;
       thread_local std::vector<float> converted;
-      if (w.dtype == DType::F32) {
+      if (w.dtype == DType::F32 && w.quant == Quant::None) {
         wrows = static_cast<const float*>(w.data) + nb * K;
       } else {
         converted.resize(static_cast<size_t>(nrows * K));

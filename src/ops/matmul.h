@@ -7,14 +7,32 @@ namespace jetmoe::ops {
 
 class ThreadPool;
 
+// How a matmul multiplies. F32 is the exact mode (results within float32
+// rounding of the reference). BF16 rounds the activations to bf16 so
+// AVX512_BF16 dot products run at twice the FMA rate; it applies to BF16
+// weights on CPUs that have them, and falls back to F32 elsewhere.
+enum class Compute : uint8_t { F32, BF16 };
+
+// Quantised weights (see ops/quantize.h): blocks of 32 along each row with
+// one f16 scale per block, quants and scales in separate arrays so kernels
+// load whole vectors.
+enum class Quant : uint8_t { None, Q8_0, Q4_0 };
+
 // A row-major [rows, cols] weight matrix in its file dtype (F32, F16 or
-// BF16), usually pointing into a memory-mapped checkpoint.
+// BF16), usually pointing into a memory-mapped checkpoint; or, with `quant`
+// set, `data` holds the packed quants and `scales` [rows, cols/32] f16.
 struct WeightMatrix {
   DType dtype = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  Compute compute = Compute::F32;
+  Quant quant = Quant::None;
+  const uint16_t* scales = nullptr;
 };
+
+// Bytes one matmul streams from w (quants and scales together).
+int64_t weight_bytes(const WeightMatrix& w);
 
 // The one matmul entry point: y[m, n] = sum_k x[m, k] * w[n, k] for
 // x [M, w.cols] and y [M, w.rows], float32 accumulation, dispatching on the

@@ -1,12 +1,31 @@
 #include "ops/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 
 namespace jetmoe::ops {
 
 namespace {
 thread_local bool t_inside_pool = false;
+
+// Decode runs a few hundred short parallel_for calls per token; waking a
+// sleeping thread costs tens of microseconds on a VM, so both sides spin
+// this long for the other before they block.
+constexpr auto kSpin = std::chrono::microseconds(100);
+
+template <class Done>
+void spin_until(Done done) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  while (!done()) {
+    for (int i = 0; i < 64; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    if (std::chrono::steady_clock::now() > until) return;
+  }
 }
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -35,6 +54,7 @@ void ThreadPool::run_chunks() {
 void ThreadPool::worker_loop() {
   uint64_t seen = 0;
   for (;;) {
+    spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
     {
       std::unique_lock<std::mutex> lock(mutex_);
       start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -44,7 +64,7 @@ void ThreadPool::worker_loop() {
     run_chunks();
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--active_ == 0) done_cv_.notify_one();
+      if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_cv_.notify_one();
     }
   }
 }
@@ -62,11 +82,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     n_ = n;
     grain_ = grain;
     next_.store(0);
-    active_ = static_cast<int>(workers_.size());
-    ++generation_;
+    active_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   run_chunks();
+  spin_until([&] { return active_.load(std::memory_order_acquire) == 0; });
   std::unique_lock<std::mutex> lock(mutex_);
   done_cv_.wait(lock, [&] { return active_ == 0; });
   fn_ = nullptr;

@@ -1,0 +1,101 @@
+// Micro-benchmarks of the matmul kernels on jetmoe-8b's expert shapes, both
+// threads. GEMV (decode) reports weight GB/s and its fraction of the read
+// bandwidth measured at start-up; GEMM (prefill) reports GFLOP/s.
+//   build/bench_kernels [--benchmark_filter=Gemv]
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "ops/bandwidth.h"
+#include "ops/convert.h"
+#include "ops/matmul.h"
+#include "ops/quantize.h"
+#include "ops/thread_pool.h"
+
+namespace jetmoe::ops {
+namespace {
+
+ThreadPool& pool() {
+  static ThreadPool p(0);
+  return p;
+}
+
+double bandwidth_gb_s() {
+  static const double bw = measure_read_bandwidth(pool(), int64_t{1} << 29, 5);
+  return bw;
+}
+
+// Several experts' worth of weights, more than the last-level cache, so each
+// call streams from memory as decode does.
+struct Weights {
+  int64_t copies, N, K;
+  std::vector<uint16_t> bf16;
+  std::vector<uint8_t> quants;
+  std::vector<uint16_t> scales;
+
+  Weights(int64_t copies_, int64_t N_, int64_t K_) : copies(copies_), N(N_), K(K_) {
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> uni(-0.05f, 0.05f);
+    bf16.resize(static_cast<size_t>(copies * N * K));
+    for (auto& h : bf16) h = f32_to_bf16(uni(rng));
+  }
+  void quantize(Quant q) {
+    quants.resize(static_cast<size_t>(copies * N * quant_row_bytes(q, K)));
+    scales.resize(static_cast<size_t>(copies * N * K / kQuantBlock));
+    quantize_rows(pool(), q, DType::BF16, bf16.data(), copies * N, K, quants.data(), scales.data());
+  }
+  WeightMatrix matrix(int64_t i, Quant q, Compute c) const {
+    if (q == Quant::None) return {DType::BF16, bf16.data() + i * N * K, N, K, c};
+    return {DType::BF16, quants.data() + i * N * quant_row_bytes(q, K), N, K, c, q, scales.data() + i * N * K / kQuantBlock};
+  }
+};
+
+void run(benchmark::State& state, Quant q, Compute c) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const int64_t copies = M == 1 ? 8 : 1;
+  Weights w(copies, N, K);
+  if (q != Quant::None) w.quantize(q);
+  std::vector<float> x(static_cast<size_t>(M * K), 0.01f), y(static_cast<size_t>(M * N));
+  int64_t i = 0, bytes = 0;
+  const double bw = bandwidth_gb_s();
+  for (auto _ : state) {
+    const WeightMatrix m = w.matrix(i++ % copies, q, c);
+    matmul(pool(), x.data(), M, m, y.data());
+    bytes += weight_bytes(m);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(bytes);
+  const double flops = 2.0 * static_cast<double>(M * N * K);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  if (M == 1) {
+    state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsRate);
+    state.counters["read_bw_GB/s"] = bw;
+  }
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1, 11264, 2048})->Args({1, 2048, 5632})->Args({32, 11264, 2048})->Args({32, 2048, 5632})->Args({128, 4096, 2048});
+  b->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
+void BM_Bf16Exact(benchmark::State& s) { run(s, Quant::None, Compute::F32); }
+void BM_Bf16Dot(benchmark::State& s) { run(s, Quant::None, Compute::BF16); }
+void BM_Q8_0(benchmark::State& s) { run(s, Quant::Q8_0, Compute::F32); }
+void BM_Q4_0(benchmark::State& s) { run(s, Quant::Q4_0, Compute::F32); }
+BENCHMARK(BM_Bf16Exact)->Apply(shapes);
+BENCHMARK(BM_Bf16Dot)->Apply(shapes);
+BENCHMARK(BM_Q8_0)->Apply(shapes);
+BENCHMARK(BM_Q4_0)->Apply(shapes);
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  double gb = 0;
+  for (auto _ : state) gb = measure_read_bandwidth(pool(), int64_t{1} << 29, 3);
+  state.counters["GB/s"] = gb;
+}
+BENCHMARK(BM_ReadBandwidth)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace jetmoe::ops
+
+BENCHMARK_MAIN();

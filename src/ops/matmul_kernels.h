@@ -1,0 +1,67 @@
+#pragma once
+#include <cstdint>
+
+#include "ops/matmul.h"
+
+// SIMD kernels behind ops::matmul. Each computes output columns [n0, n1) of
+// y = x·wᵀ for all M rows, so the dispatcher can split N over threads.
+namespace jetmoe::ops::kernels {
+
+// Weight rows converted to f32 per cache block in the GEMM path.
+constexpr int64_t kPanelRows = 48;
+// Longest K run per block: 4 x rows (16 KB) stay in L1 while a 48-row
+// panel (192 KB) stays in L2.
+constexpr int64_t kMaxKc = 1024;
+constexpr int64_t kPanelFloats = kPanelRows * kMaxKc;
+// At or below this many rows, weights are read straight from memory and
+// converted in registers (decode); above it they are converted once per
+// panel and reused across rows (prefill).
+constexpr int64_t kGemvMaxRows = 4;
+
+// Exact mode: f32 activations, weights F32/F16/BF16 widened to f32, FMA.
+// `panel` holds kPanelFloats floats of per-thread scratch.
+void avx512_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
+
+// Fast mode: activations already rounded to bf16 (xb, [M, K]), BF16
+// weights, vdpbf16ps with f32 accumulation.
+void avx512_bf16_dot(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+
+// Activations quantised for the integer kernels (see quantize_activations):
+// per 64 columns, 64 int8 values, 16 lane scales (8 lanes per block of 32)
+// and 16 int32 start values that subtract the weights' offset.
+struct QuantizedActivations {
+  const int8_t* q = nullptr;       // [M, K]
+  const float* scale = nullptr;    // [M, K / 4]
+  const int32_t* start = nullptr;  // [M, K / 4]
+};
+
+// Q8_0 / Q4_0 weights (w.quant) times quantised activations: vpdpbusd.
+void avx512_quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+
+// Prefill with quantised weights: each 48-row panel is dequantised to bf16
+// once (d * (q - offset), rounded) and multiplied with bf16-rounded
+// activations by the vdpbf16ps tiles, twice the MACs per instruction of the
+// integer tiles once their per-block scaling is counted. `panel` holds
+// kQuantPanelElems bf16 values of per-thread scratch.
+constexpr int64_t kQuantPanelKc = 2048;
+constexpr int64_t kQuantPanelElems = kPanelRows * kQuantPanelKc;
+void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                            uint16_t* panel);
+
+// quantize_rows for BF16 sources (the formats are described in
+// ops/quantize.h); same results as the portable code.
+void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
+                               uint16_t* scales);
+
+// Exact-mode GEMV for BF16 weights (M <= kGemvMaxRows) on AVX512_BF16: each
+// activation row is split exactly into three bf16 parts (x = hi + mid + lo,
+// 24 bits of mantissa like f32), so three vdpbf16ps give f32-exact products
+// for half the vector ops per weight of widening bf16 to f32 for FMA.
+// xs holds the parts as [3][M][K].
+void avx512_bf16x3_gemv(const uint16_t* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+void avx512_split_bf16x3(const float* x, int64_t n, uint16_t* hi, uint16_t* mid, uint16_t* lo);
+
+// Round-to-nearest-even f32 -> bf16, as f32_to_bf16 does.
+void avx512_round_bf16(const float* x, int64_t n, uint16_t* out);
+
+}  // namespace jetmoe::ops::kernels

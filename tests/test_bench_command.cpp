@@ -1,0 +1,60 @@
+// `jetmoe bench` end to end on the demo model: the report's keys and that
+// its numbers are consistent with each other; no timing thresholds.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+
+namespace jetmoe::testing {
+namespace {
+
+const std::string kDemo = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
+
+TEST(BenchCommand, JsonReportPerWeightFormat) {
+  ScopedTempDir dir;
+  for (const std::string weights : {"bf16", "q8_0", "q4_0"}) {
+    SCOPED_TRACE(weights);
+    const CliResult r = run_cli(dir, "bench --model " + kDemo + " --prompt-tokens 8 --new-tokens 4 --repetitions 1 --json --weights " + weights);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    for (const char* key : {"prefill_tokens_per_s", "decode_tokens_per_s", "decode_bytes_per_token", "read_bandwidth_gb_s",
+                            "roofline_fraction", "peak_rss_mb"}) {
+      ASSERT_TRUE(j.contains(key)) << key;
+      EXPECT_GT(j[key].get<double>(), 0.0) << key;
+    }
+    EXPECT_EQ(j["weights"], weights);
+    const double fraction = j["decode_tokens_per_s"].get<double>() * j["decode_bytes_per_token"].get<double>() /
+                            (j["read_bandwidth_gb_s"].get<double>() * 1e9);
+    EXPECT_NEAR(j["roofline_fraction"].get<double>(), fraction, 1e-9 + 1e-6 * fraction);
+    EXPECT_NE(r.err.find("repetition 1/1"), std::string::npos) << "progress goes to stderr";
+  }
+}
+
+TEST(BenchCommand, QuantisedWeightsReadFewerBytesPerToken) {
+  ScopedTempDir dir;
+  double bytes[3];
+  int i = 0;
+  for (const std::string weights : {"bf16", "q8_0", "q4_0"}) {
+    const CliResult r = run_cli(dir, "bench --model " + kDemo + " --prompt-tokens 4 --new-tokens 2 --repetitions 1 --json --weights " + weights);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    bytes[i++] = nlohmann::json::parse(r.out)["decode_bytes_per_token"].get<double>();
+  }
+  // The demo model's matrices all quantise: 34 and 18 bytes per 32 weights
+  // against 64, plus the same KV bytes.
+  EXPECT_LT(bytes[1], 0.6 * bytes[0]);
+  EXPECT_LT(bytes[2], 0.65 * bytes[1]);
+}
+
+TEST(BenchCommand, RejectsUnknownModes) {
+  ScopedTempDir dir;
+  CliResult r = run_cli(dir, "bench --model " + kDemo + " --weights q5_1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("'q5_1', expected bf16, q8_0 or q4_0"), std::string::npos) << r.err;
+  r = run_cli(dir, "bench --model " + kDemo + " --compute f16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("'f16', expected f32 or bf16"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace jetmoe::testing

@@ -1,0 +1,180 @@
+// The fast matmul modes against double-precision references built from what
+// each mode is defined to compute: bf16-rounded activations, quantised
+// weights (and activations quantised per block of 32).
+#include <gtest/gtest.h>
+
+#include <cfloat>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "ops/convert.h"
+#include "ops/cpu_features.h"
+#include "ops/matmul.h"
+#include "ops/quantize.h"
+#include "ops/thread_pool.h"
+
+namespace jetmoe::ops {
+namespace {
+
+std::vector<uint16_t> random_bf16(int64_t n, std::mt19937& rng, float range = 1.0f) {
+  std::uniform_real_distribution<float> uni(-range, range);
+  std::vector<uint16_t> w(static_cast<size_t>(n));
+  for (auto& h : w) h = f32_to_bf16(uni(rng));
+  return w;
+}
+
+std::vector<float> random_f32(int64_t n, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = uni(rng);
+  return x;
+}
+
+struct Quantized {
+  std::vector<uint8_t> quants;
+  std::vector<uint16_t> scales;
+  WeightMatrix w;
+};
+
+Quantized quantize(ThreadPool& pool, Quant q, const std::vector<uint16_t>& bf16, int64_t rows, int64_t cols) {
+  Quantized out;
+  out.quants.resize(static_cast<size_t>(rows * quant_row_bytes(q, cols)));
+  out.scales.resize(static_cast<size_t>(rows * cols / kQuantBlock));
+  quantize_rows(pool, q, DType::BF16, bf16.data(), rows, cols, out.quants.data(), out.scales.data());
+  out.w = {DType::BF16, out.quants.data(), rows, cols, Compute::F32, q, out.scales.data()};
+  return out;
+}
+
+TEST(Kernels, F16RoundingMatchesF16ToF32) {
+  // Every finite half survives f32 -> f16 unchanged; halfway cases round to even.
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00u) == 0x7c00u) continue;
+    ASSERT_EQ(f32_to_f16(f16_to_f32(static_cast<uint16_t>(h))), h) << std::hex << h;
+  }
+  EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3c00);  // tie -> even
+  EXPECT_EQ(f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3c02);
+  EXPECT_EQ(f32_to_f16(1e6f), 0x7c00);
+  EXPECT_EQ(f32_to_f16(1e-9f), 0x0000);
+}
+
+TEST(Kernels, QuantizedRowsStayWithinHalfAStep) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  const int64_t rows = 9, cols = 192;
+  const auto w = random_bf16(rows * cols, rng);
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) {
+    const Quantized qw = quantize(pool, q, w, rows, cols);
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      dequantize_row(q, qw.quants.data() + r * quant_row_bytes(q, cols), qw.scales.data() + r * cols / kQuantBlock, cols,
+                     row.data());
+      for (int64_t i = 0; i < cols; ++i) {
+        const float d = std::fabs(f16_to_f32(qw.scales[static_cast<size_t>(r * cols / kQuantBlock + i / kQuantBlock)]));
+        // Half a step, plus the f16 rounding of the scale; q4_0's top level
+        // is one step short of +max, so it may miss by a whole step.
+        const float tol = (q == Quant::Q8_0 ? 0.5f : 1.0f) * d * 1.01f + 127.0f * d / 1024.0f;
+        ASSERT_NEAR(row[static_cast<size_t>(i)], bf16_to_f32(w[static_cast<size_t>(r * cols + i)]), tol)
+            << "q" << (q == Quant::Q8_0 ? 8 : 4) << " row " << r << " col " << i;
+      }
+    }
+  }
+}
+
+// y = x . deq(w)^T up to the error of quantising x per block of 32:
+// |x - dx*q| <= dx/2 for each element.
+void check_quant_matmul(ThreadPool& pool, Quant q, int64_t M, int64_t N, int64_t K, std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "q" << (q == Quant::Q8_0 ? 8 : 4) << " M=" << M << " N=" << N << " K=" << K
+                                    << " threads=" << pool.size());
+  const auto w = random_bf16(N * K, rng);
+  const auto x = random_f32(M * K, rng);
+  const Quantized qw = quantize(pool, q, w, N, K);
+  std::vector<float> y(static_cast<size_t>(M * N), NAN), wrow(static_cast<size_t>(K));
+  matmul(pool, x.data(), M, qw.w, y.data());
+  for (int64_t n = 0; n < N; ++n) {
+    dequantize_row(q, qw.quants.data() + n * quant_row_bytes(q, K), qw.scales.data() + n * K / kQuantBlock, K, wrow.data());
+    for (int64_t m = 0; m < M; ++m) {
+      double ref = 0, tol = 1e-5;
+      for (int64_t b = 0; b < K / kQuantBlock; ++b) {
+        double amax = 0, wsum = 0;
+        for (int64_t i = b * kQuantBlock; i < (b + 1) * kQuantBlock; ++i) {
+          const double xv = x[static_cast<size_t>(m * K + i)], wv = wrow[static_cast<size_t>(i)];
+          ref += xv * wv;
+          amax = std::max(amax, std::fabs(xv));
+          wsum += std::fabs(wv);
+        }
+        tol += (amax / 127.0 / 2.0) * wsum * 1.001 + 1e-6 * wsum * amax;
+      }
+      ASSERT_NEAR(y[static_cast<size_t>(m * N + n)], ref, tol) << "y[" << m << ", " << n << "]";
+    }
+  }
+}
+
+TEST(Kernels, QuantizedMatmulMatchesDequantizedReference) {
+  std::mt19937 rng(7);
+  ThreadPool one(1), two(2);
+  for (ThreadPool* pool : {&one, &two})
+    for (Quant q : {Quant::Q8_0, Quant::Q4_0})
+      for (int64_t M : {1, 2, 3, 5, 17})
+        for (int64_t N : {1, 7, 61})
+          for (int64_t K : {64, 192}) check_quant_matmul(*pool, q, M, N, K, rng);
+  // Long rows run in several K blocks.
+  check_quant_matmul(two, Quant::Q8_0, 9, 50, 4224, rng);
+  check_quant_matmul(two, Quant::Q4_0, 9, 50, 4224, rng);
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) check_quant_matmul(two, q, 1, 50, 4224, rng);
+}
+
+TEST(Kernels, Bf16ComputeMatchesBf16RoundedReference) {
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  for (int64_t M : {1, 4, 5, 33})
+    for (int64_t N : {3, 50})
+      for (int64_t K : {1, 31, 64, 130, 2100}) {
+        SCOPED_TRACE(::testing::Message() << "M=" << M << " N=" << N << " K=" << K);
+        const auto w = random_bf16(N * K, rng);
+        const auto x = random_f32(M * K, rng);
+        std::vector<float> y(static_cast<size_t>(M * N), NAN);
+        matmul(pool, x.data(), M, {DType::BF16, w.data(), N, K, Compute::BF16}, y.data());
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double ref = 0, mag = 0, exact = 0;
+            for (int64_t k = 0; k < K; ++k) {
+              const double wv = bf16_to_f32(w[static_cast<size_t>(n * K + k)]);
+              const double xv = x[static_cast<size_t>(m * K + k)];
+              ref += bf16_to_f32(f32_to_bf16(static_cast<float>(xv))) * wv;
+              exact += xv * wv;
+              mag += std::fabs(xv * wv);
+            }
+            const float got = y[static_cast<size_t>(m * N + n)];
+            // Where the CPU lacks AVX512_BF16 the exact kernel runs instead.
+            const double tol = static_cast<double>(K + 2) * FLT_EPSILON * mag + 1e-30;
+            const bool fast = cpu_features().avx512_bf16;
+            ASSERT_TRUE(std::fabs(got - ref) <= tol || (!fast && std::fabs(got - exact) <= tol))
+                << "y[" << m << ", " << n << "] = " << got << ", bf16 reference " << ref;
+          }
+      }
+}
+
+TEST(Kernels, QuantizedMatmulSameResultWhateverThreads) {
+  std::mt19937 rng(3);
+  ThreadPool p1(1), p3(3);
+  const int64_t M = 6, N = 77, K = 256;
+  const auto w = random_bf16(N * K, rng);
+  const auto x = random_f32(M * K, rng);
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) {
+    const Quantized qw = quantize(p1, q, w, N, K);
+    std::vector<float> y1(M * N), y3(M * N);
+    matmul(p1, x.data(), M, qw.w, y1.data());
+    matmul(p3, x.data(), M, qw.w, y3.data());
+    EXPECT_EQ(y1, y3);
+  }
+}
+
+TEST(Kernels, WeightBytesCountQuantsAndScales) {
+  EXPECT_EQ(weight_bytes({DType::BF16, nullptr, 10, 64}), 10 * 64 * 2);
+  EXPECT_EQ(weight_bytes({DType::BF16, nullptr, 10, 64, Compute::F32, Quant::Q8_0}), 10 * 68);  // 34 bytes per 32
+  EXPECT_EQ(weight_bytes({DType::BF16, nullptr, 10, 64, Compute::F32, Quant::Q4_0}), 10 * 36);  // 18 bytes per 32
+}
+
+}  // namespace
+}  // namespace jetmoe::ops
