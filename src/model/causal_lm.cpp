@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 
 #include "jetmoe/error.h"
@@ -47,7 +48,15 @@ CausalLMOutput JetMoeForCausalLM::forward(const ModelInput& input, KVCache* cach
   const Tensor& h = out.model.last_hidden_state;
   if (logits_last_only) {
     out.logits = Tensor({B, 1, V});
-    for (int64_t b = 0; b < B; ++b) lm_head(&h.data[static_cast<size_t>((b * T + T - 1) * D)], 1, &out.logits.data[static_cast<size_t>(b * V)]);
+    if (T == 1) {
+      lm_head(h.data.data(), B, out.logits.data.data());
+    } else {
+      // One matmul over the gathered last rows reads the head once, not B times.
+      std::vector<float> last(static_cast<size_t>(B * D));
+      for (int64_t b = 0; b < B; ++b)
+        std::copy_n(&h.data[static_cast<size_t>((b * T + T - 1) * D)], D, &last[static_cast<size_t>(b * D)]);
+      lm_head(last.data(), B, out.logits.data.data());
+    }
   } else {
     out.logits = Tensor({B, T, V});
     lm_head(h.data.data(), B * T, out.logits.data.data());
