@@ -64,6 +64,18 @@ struct ForwardStats {
   int64_t kv_bytes = 0;      // KV cache bytes attention read
 };
 
+// A ragged batch for serving many sequences at once (continuous batching):
+// token n enters KV-cache row seq[n] at position pos[n], which is also its
+// rotary position. A row's tokens must continue the positions the row already
+// holds, in increasing order; each sees its row's earlier positions and
+// itself. Rows the batch does not name are left as they are, so a row can be
+// reused for a new sequence by starting again at position 0.
+struct TokenBatch {
+  std::vector<int32_t> token_ids;
+  std::vector<int32_t> seq;
+  std::vector<int32_t> pos;
+};
+
 struct ForwardOptions {
   bool output_hidden_states = false;  // L+1 entries, each [B, T, D]
   bool output_router_logits = false;  // 2L entries, each [B*T, E]
@@ -98,8 +110,15 @@ class JetMoeModel {
   // With a cache, the new tokens attend to everything cached and are
   // appended to it; without one, the call sees only its own tokens.
   BaseModelOutput forward(const ModelInput& input, KVCache* cache = nullptr, const ForwardOptions& options = {}) const;
+  // The final normed states [N, D] of a ragged batch. The cache's `length`
+  // is neither used nor changed: each row's length is the caller's to track.
+  Tensor forward_batch(const TokenBatch& batch, KVCache& cache, ForwardStats* stats = nullptr) const;
 
  private:
+  struct TokenLayout;
+  void run(const TokenLayout& layout, KVCache& cache, const ForwardOptions& options, BaseModelOutput* out,
+           float* final_normed) const;
+
   std::shared_ptr<ModelFiles> files_;
   JetMoeConfig config_;
   LoadOptions options_;
@@ -128,6 +147,10 @@ class JetMoeForCausalLM {
   // aux_loss is also computed when router logits are requested.
   CausalLMOutput forward(const ModelInput& input, KVCache* cache = nullptr, const ForwardOptions& options = {},
                          const std::vector<int32_t>* labels = nullptr, bool logits_last_only = false) const;
+  // Logits [logit_rows.size(), V] of the listed tokens of a ragged batch
+  // (the last token of each sequence that samples next, typically).
+  Tensor forward_batch(const TokenBatch& batch, KVCache& cache, const std::vector<int64_t>& logit_rows,
+                       ForwardStats* stats = nullptr) const;
   // lm_head applied to final normed states [N, D] -> [N, V].
   void lm_head(const float* hidden, int64_t rows, float* logits) const;
 

@@ -32,6 +32,25 @@ void JetMoeForCausalLM::lm_head(const float* hidden, int64_t rows, float* logits
   ops::matmul(model_->thread_pool(), hidden, rows, *lm_head_, logits);
 }
 
+Tensor JetMoeForCausalLM::forward_batch(const TokenBatch& batch, KVCache& cache, const std::vector<int64_t>& logit_rows,
+                                        ForwardStats* stats) const {
+  const int64_t D = config().hidden_size, V = config().vocab_size;
+  const Tensor h = model_->forward_batch(batch, cache, stats);
+  const int64_t N = h.shape[0], R = static_cast<int64_t>(logit_rows.size());
+  Tensor logits({R, V});
+  if (R == 0) return logits;
+  std::vector<float> rows(static_cast<size_t>(R * D));
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t n = logit_rows[static_cast<size_t>(r)];
+    if (n < 0 || n >= N)
+      throw Error("forward_batch: logit row " + std::to_string(n) + " outside the batch's " + std::to_string(N) + " tokens");
+    std::copy_n(&h.data[static_cast<size_t>(n * D)], D, &rows[static_cast<size_t>(r * D)]);
+  }
+  if (stats) stats->weight_bytes += ops::weight_bytes(*lm_head_);
+  lm_head(rows.data(), R, logits.data.data());
+  return logits;
+}
+
 CausalLMOutput JetMoeForCausalLM::forward(const ModelInput& input, KVCache* cache, const ForwardOptions& options,
                                           const std::vector<int32_t>* labels, bool logits_last_only) const {
   const JetMoeConfig& c = config();

@@ -131,14 +131,23 @@ ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, 
 
 JetMoeModel::~JetMoeModel() = default;
 
+// Where each token of a forward call goes: its KV-cache row, its position in
+// that row (where its key and value are written and up to which it attends)
+// and its rotary position. Rectangular calls and ragged serving batches both
+// reduce to this.
+struct JetMoeModel::TokenLayout {
+  const int32_t* ids = nullptr;
+  int64_t num_tokens = 0;
+  std::vector<int64_t> rows, cache_positions, rope_positions;
+  // Rectangular calls report hidden states as [B, T, D].
+  int64_t batch = 0, seq_len = 0;
+};
+
 BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const ForwardOptions& options) const {
   const JetMoeConfig& c = config_;
   const int64_t past = cache ? cache->length : 0;
   check_input(in, c, past, cache);
   const int64_t B = in.batch_size, T = in.seq_len, N = B * T, total = past + T;
-  const int64_t D = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
-  const int64_t H = c.num_key_value_heads, d = c.kv_channels, Hd = H * d;
-  ops::ThreadPool& pool = *pool_;
 
   // Without a cache the call still needs somewhere to keep this call's keys.
   std::unique_ptr<KVCache> local;
@@ -154,20 +163,84 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     }
   }
 
-  std::vector<int64_t> positions(static_cast<size_t>(N));
-  for (int64_t n = 0; n < N; ++n)
-    positions[static_cast<size_t>(n)] = in.position_ids.empty() ? past + n % T : in.position_ids[static_cast<size_t>(n)];
+  TokenLayout layout;
+  layout.ids = in.input_ids.data();
+  layout.num_tokens = N;
+  layout.batch = B;
+  layout.seq_len = T;
+  layout.rows.resize(static_cast<size_t>(N));
+  layout.cache_positions.resize(layout.rows.size());
+  layout.rope_positions.resize(layout.rows.size());
+  for (int64_t n = 0; n < N; ++n) {
+    const auto i = static_cast<size_t>(n);
+    layout.rows[i] = n / T;
+    layout.cache_positions[i] = past + n % T;
+    layout.rope_positions[i] = in.position_ids.empty() ? past + n % T : in.position_ids[i];
+  }
+  BaseModelOutput out;
+  out.last_hidden_state = Tensor({B, T, c.hidden_size});
+  run(layout, *cache, options, &out, out.last_hidden_state.data.data());
+  if (options.output_hidden_states) out.hidden_states.push_back(out.last_hidden_state);
+  cache->length = total;
+  return out;
+}
+
+Tensor JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, ForwardStats* stats) const {
+  const JetMoeConfig& c = config_;
+  const int64_t N = static_cast<int64_t>(batch.token_ids.size());
+  if (N == 0) throw Error("forward_batch: the batch holds no tokens");
+  if (batch.seq.size() != batch.token_ids.size() || batch.pos.size() != batch.token_ids.size())
+    throw Error("forward_batch: " + std::to_string(N) + " token ids but " + std::to_string(batch.seq.size()) + " seq and " +
+                std::to_string(batch.pos.size()) + " pos entries");
+  if (cache.num_layers != c.num_hidden_layers || cache.kv_dim != c.num_key_value_heads * c.kv_channels)
+    throw Error("KV cache was made for a different model shape");
+  const int64_t max_pos = std::min<int64_t>(cache.capacity, c.max_position_embeddings);
+  TokenLayout layout;
+  layout.ids = batch.token_ids.data();
+  layout.num_tokens = N;
+  for (int64_t n = 0; n < N; ++n) {
+    const auto i = static_cast<size_t>(n);
+    const int32_t id = batch.token_ids[i], s = batch.seq[i], p = batch.pos[i];
+    if (id < 0 || id >= c.vocab_size)
+      throw Error("forward_batch: token " + std::to_string(n) + " has id " + std::to_string(id) + ", outside the vocabulary [0, " +
+                  std::to_string(c.vocab_size) + ")");
+    if (s < 0 || s >= cache.batch_size)
+      throw Error("forward_batch: token " + std::to_string(n) + " names KV-cache row " + std::to_string(s) + ", outside [0, " +
+                  std::to_string(cache.batch_size) + ")");
+    if (p < 0 || p >= max_pos)
+      throw Error("forward_batch: token " + std::to_string(n) + " at position " + std::to_string(p) + ", outside [0, " +
+                  std::to_string(max_pos) + ") (KV-cache capacity and max_position_embeddings)");
+    layout.rows.push_back(s);
+    layout.cache_positions.push_back(p);
+    layout.rope_positions.push_back(p);
+    cache.mask[static_cast<size_t>(s * cache.capacity + p)] = 1;
+  }
+  Tensor normed({N, c.hidden_size});
+  ForwardOptions options;
+  options.stats = stats;
+  run(layout, cache, options, nullptr, normed.data.data());
+  return normed;
+}
+
+void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOptions& options, BaseModelOutput* out,
+                      float* final_normed) const {
+  const JetMoeConfig& c = config_;
+  const int64_t N = layout.num_tokens;
+  const int64_t D = c.hidden_size, E = c.num_local_experts, K = c.num_experts_per_tok;
+  const int64_t H = c.num_key_value_heads, d = c.kv_channels, Hd = H * d;
+  ops::ThreadPool& pool = *pool_;
+
   const std::vector<float> inv_freq = ops::rope_inv_freq(d, c.rope_theta);
   std::vector<float> cos(static_cast<size_t>(N * d / 2)), sin(cos.size());
   for (int64_t n = 0; n < N; ++n)
-    ops::rope_cos_sin(inv_freq, positions[static_cast<size_t>(n)], &cos[static_cast<size_t>(n * d / 2)], &sin[static_cast<size_t>(n * d / 2)]);
+    ops::rope_cos_sin(inv_freq, layout.rope_positions[static_cast<size_t>(n)], &cos[static_cast<size_t>(n * d / 2)],
+                      &sin[static_cast<size_t>(n * d / 2)]);
 
   ops::Activation act{};
   ops::parse_activation(c.activation_function, &act);
 
-  BaseModelOutput out;
   std::vector<float> x(static_cast<size_t>(N * D));
-  for (int64_t n = 0; n < N; ++n) ops::weight_row_to_f32(weights_->embed_tokens, in.input_ids[static_cast<size_t>(n)], &x[static_cast<size_t>(n * D)]);
+  for (int64_t n = 0; n < N; ++n) ops::weight_row_to_f32(weights_->embed_tokens, layout.ids[n], &x[static_cast<size_t>(n * D)]);
 
   auto snapshot = [&](const std::vector<float>& v, std::vector<int64_t> shape) {
     Tensor t(std::move(shape));
@@ -175,16 +248,26 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     return t;
   };
   auto keep_router_logits = [&](const std::vector<float>& logits) {
-    if (options.output_router_logits) out.router_logits.push_back(snapshot(logits, {N, E}));
+    if (out && options.output_router_logits) out->router_logits.push_back(snapshot(logits, {N, E}));
   };
+  // KV bytes attention reads: every visible cached position of each token's row.
+  int64_t kv_positions = 0;
+  if (options.stats) {
+    if (layout.batch > 0) {
+      kv_positions = layout.batch * (layout.cache_positions.back() + 1);
+    } else {
+      for (int64_t p : layout.cache_positions) kv_positions += p + 1;
+    }
+  }
 
   std::vector<float> normed(x.size()), y(x.size()), router_logits(static_cast<size_t>(N * E));
   std::vector<float> q(static_cast<size_t>(N * K * Hd)), attn(q.size()), kv(static_cast<size_t>(N * 2 * Hd));
   Routing routing;
   MoeScratch scratch;
+  const int64_t cap = cache.capacity;
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    if (options.output_hidden_states) out.hidden_states.push_back(snapshot(x, {B, T, D}));
+    if (out && options.output_hidden_states) out->hidden_states.push_back(snapshot(x, {layout.batch, layout.seq_len, D}));
     const LayerWeights& w = weights_->layers[static_cast<size_t>(l)];
 
     // Mixture of attention heads.
@@ -195,22 +278,22 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     moa_map(pool, normed.data(), routing, w.attention_input, q.data(), scratch);
     ops::matmul(pool, normed.data(), N, w.kv_proj, kv.data());
     for (int64_t n = 0; n < N; ++n) {
+      const auto i = static_cast<size_t>(n);
       const float* cs = &cos[static_cast<size_t>(n * d / 2)];
       const float* sn = &sin[static_cast<size_t>(n * d / 2)];
       ops::apply_rope(&q[static_cast<size_t>(n * K * Hd)], K * H, d, cs, sn);
       float* k = &kv[static_cast<size_t>(n * 2 * Hd)];
       ops::apply_rope(k, H, d, cs, sn);
-      const int64_t b = n / T, pos = past + n % T;
-      std::copy_n(k, Hd, cache->key_at(l, b, pos));
-      std::copy_n(k + Hd, Hd, cache->value_at(l, b, pos));
+      std::copy_n(k, Hd, cache.key_at(l, layout.rows[i], layout.cache_positions[i]));
+      std::copy_n(k + Hd, Hd, cache.value_at(l, layout.rows[i], layout.cache_positions[i]));
     }
-    const ops::KVView view{cache->key_at(l, 0, 0), cache->value_at(l, 0, 0), cache->mask.data(), cap, H};
-    ops::attention(pool, q.data(), B, T, K * H, d, view, past, attn.data());
+    const ops::KVView view{cache.key_at(l, 0, 0), cache.value_at(l, 0, 0), cache.mask.data(), cap, H};
+    ops::attention(pool, q.data(), N, layout.rows.data(), layout.cache_positions.data(), K * H, d, view, attn.data());
     moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), scratch);
     if (options.stats) {
       options.stats->weight_bytes += ops::weight_bytes(w.attention_router) + ops::weight_bytes(w.kv_proj) +
                                      routed_bytes(routing, w.attention_input, w.attention_output);
-      options.stats->kv_bytes += B * total * 2 * Hd * static_cast<int64_t>(sizeof(float));
+      options.stats->kv_bytes += kv_positions * 2 * Hd * static_cast<int64_t>(sizeof(float));
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
 
@@ -225,11 +308,7 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
   }
 
-  ops::rms_norm(x.data(), N, D, weights_->norm.data(), static_cast<float>(c.rms_norm_eps), normed.data());
-  out.last_hidden_state = snapshot(normed, {B, T, D});
-  if (options.output_hidden_states) out.hidden_states.push_back(out.last_hidden_state);
-  cache->length = total;
-  return out;
+  ops::rms_norm(x.data(), N, D, weights_->norm.data(), static_cast<float>(c.rms_norm_eps), final_normed);
 }
 
 }  // namespace jetmoe

@@ -8,21 +8,21 @@
 
 namespace jetmoe::ops {
 
-void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, int64_t num_q_heads, int64_t head_dim,
-               const KVView& kv, int64_t past, float* out) {
+void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
+               int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
   const int64_t kv_stride = kv.num_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  const int64_t tasks = batch * q_len * num_q_heads;
+  const int64_t tasks = num_tokens * num_q_heads;
   pool.parallel_for(tasks, 4, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> scores;
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t h = task % num_q_heads;
-      const int64_t t = (task / num_q_heads) % q_len;
-      const int64_t b = task / (num_q_heads * q_len);
+      const int64_t n = task / num_q_heads;
+      const int64_t b = rows[n];
       const int64_t kvh = h % kv.num_kv_heads;
       const float* qv = q + task * head_dim;
       float* o = out + task * head_dim;
-      const int64_t visible = past + t + 1;
+      const int64_t visible = positions[n] + 1;
       scores.resize(static_cast<size_t>(visible));
       const int32_t* mask = kv.mask + b * kv.capacity;
       const float* kbase = kv.keys + b * kv.capacity * kv_stride + kvh * head_dim;
@@ -54,6 +54,16 @@ void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, i
       }
     }
   });
+}
+
+void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, int64_t num_q_heads, int64_t head_dim,
+               const KVView& kv, int64_t past, float* out) {
+  std::vector<int64_t> rows(static_cast<size_t>(batch * q_len)), positions(rows.size());
+  for (int64_t n = 0; n < batch * q_len; ++n) {
+    rows[static_cast<size_t>(n)] = n / q_len;
+    positions[static_cast<size_t>(n)] = past + n % q_len;
+  }
+  attention(pool, q, batch * q_len, rows.data(), positions.data(), num_q_heads, head_dim, kv, out);
 }
 
 }  // namespace jetmoe::ops

@@ -16,12 +16,17 @@ struct KVView {
   int64_t num_kv_heads;
 };
 
-// Causal scaled-dot-product attention for `q_len` new queries per sequence
-// sitting at positions past .. past+q_len-1: query head h attends with kv
-// head h % num_kv_heads to positions <= its own whose mask is 1. Masked keys
-// are skipped (not multiplied by zero), so garbage in padded rows cannot
-// leak; a query with no visible key gets zeros.
-// q and out: [batch, q_len, num_q_heads, head_dim].
+// Causal scaled-dot-product attention for a ragged batch: query token n
+// belongs to cache row rows[n] and sits at position positions[n] there; its
+// head h attends with kv head h % num_kv_heads to that row's positions
+// <= positions[n] whose mask is 1. Masked keys are skipped (not multiplied by
+// zero), so garbage in padded rows cannot leak; a query with no visible key
+// gets zeros. q and out: [num_tokens, num_q_heads, head_dim].
+void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
+               int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out);
+
+// The rectangular case: `q_len` new queries per sequence at positions
+// past .. past+q_len-1. q and out: [batch, q_len, num_q_heads, head_dim].
 void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, int64_t num_q_heads, int64_t head_dim,
                const KVView& kv, int64_t past, float* out);
 
