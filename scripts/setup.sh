@@ -14,6 +14,7 @@ PACKAGES=(
   libsentencepiece-dev pkg-config             # tokenizer.model loading; the tokenizer benchmark's baseline
   clang libclang-rt-dev                       # fuzz/: libFuzzer + sanitizers for the tokenizer fuzz target
   libbenchmark-dev                            # bench/: kernel micro-benchmarks
+  libcpp-httplib-dev                          # jetmoe serve: HTTP/1.1 server (thread per connection, chunked SSE)
 )
 
 if [ "${SKIP_APT:-0}" != 1 ]; then

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   jetmoe::cli::add_chat_command(app);
   jetmoe::cli::add_classify_command(app);
   jetmoe::cli::add_perplexity_command(app);
+  jetmoe::cli::add_serve_command(app);
   jetmoe::cli::add_forward_command(app);
   jetmoe::cli::add_init_random_command(app);
   jetmoe::cli::add_tokenize_command(app);
