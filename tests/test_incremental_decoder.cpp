@@ -91,3 +91,23 @@ TEST_P(Streaming, OutOfVocabularyIdIsAnError) {
 
 }  // namespace
 }  // namespace jetmoe::testing
+
+namespace jetmoe {
+namespace {
+
+// Found by the fuzzer: a decoder whose Strip also removes trailing spaces of
+// the fused text (stop > 0) must still stream exactly the full decode.
+TEST(IncrementalDecoderEndStrip, StreamsTheFullDecode) {
+  const Tokenizer t = Tokenizer::from_pretrained(JETMOE_TEST_DATA "/tokenizer/end_strip/tokenizer.json");
+  for (const std::vector<int32_t>& ids : std::vector<std::vector<int32_t>>{
+           {6, 7, 6, 6, 8}, {12, 12}, {9, 6, 4, 5, 6}, {7, 6}, {6}, {11, 12, 10, 6, 6, 6, 6, 6, 6, 7}}) {
+    IncrementalDecoder d(t);
+    std::string streamed;
+    for (int32_t id : ids) streamed += d.push(id);
+    streamed += d.flush();
+    EXPECT_EQ(streamed, t.decode(ids)) << ::testing::PrintToString(ids);
+  }
+}
+
+}  // namespace
+}  // namespace jetmoe

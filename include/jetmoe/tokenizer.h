@@ -70,6 +70,7 @@ class IncrementalDecoder {
   std::string flush();           // whatever is still held back at the end
 
  private:
+  std::string extend(const std::string& full);
   Tokenizer tokenizer_;
   bool skip_special_tokens_;
   // Visible ids not yet settled, after one settled "anchor" id whose decoded
@@ -77,6 +78,12 @@ class IncrementalDecoder {
   std::vector<int32_t> window_;
   bool has_anchor_ = false;
   std::string anchor_text_;
+  // Decoders that strip the END of the text (Strip with stop > 0) make the
+  // anchor trick unsound: then every push decodes the whole stream and emits
+  // what extends the text already emitted (quadratic, but only such rare
+  // tokenizers pay).
+  bool whole_text_ = false;
+  std::string emitted_;
 };
 
 }  // namespace jetmoe

@@ -7,7 +7,10 @@ namespace jetmoe {
 using namespace tokenizer_detail;
 
 IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)
-    : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {}
+    : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {
+  for (const DecoderStep& step : tokenizer_.data().decoder.steps)
+    whole_text_ = whole_text_ || (step.kind == DecoderStep::Kind::Strip && step.stop > 0);
+}
 
 namespace {
 
@@ -34,6 +37,7 @@ std::string IncrementalDecoder::push(int32_t id) {
   window_.push_back(id);
   // The byte run may continue, and Hugging Face decodes it as a whole.
   if (flags & kBytePiece) return {};
+  if (whole_text_) return extend(tokenizer_.decode(window_, false));
   std::string out = new_text(tokenizer_, window_, has_anchor_, anchor_text_);
   window_.assign(1, id);
   has_anchor_ = true;
@@ -41,7 +45,22 @@ std::string IncrementalDecoder::push(int32_t id) {
   return out;
 }
 
+// With whole-text decoding, a later decode extends an earlier one except
+// for what the end-strip removed, which comes back once text follows it.
+std::string IncrementalDecoder::extend(const std::string& full) {
+  std::string out;
+  if (full.compare(0, emitted_.size(), emitted_) == 0) out = full.substr(emitted_.size());
+  emitted_ = full;
+  return out;
+}
+
 std::string IncrementalDecoder::flush() {
+  if (whole_text_) {
+    std::string out = window_.empty() ? std::string() : extend(tokenizer_.decode(window_, false));
+    window_.clear();
+    emitted_.clear();
+    return out;
+  }
   std::string out;
   if (window_.size() > (has_anchor_ ? 1u : 0u)) out = new_text(tokenizer_, window_, has_anchor_, anchor_text_);
   // The stream has ended; a further push starts a new one.
