@@ -17,6 +17,10 @@ PACKAGES=(
   libcpp-httplib-dev                          # jetmoe serve: HTTP/1.1 server (thread per connection, chunked SSE)
 )
 
+# tests/server talks to `jetmoe serve` with the official openai npm client;
+# Node.js comes from Debian unless the machine already has one.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
 if [ "${SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${PACKAGES[@]}"; do
@@ -29,6 +33,11 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     $SUDO apt-get update -q
     $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
+fi
+
+# The openai client at the version package-lock.json pins (npm registry).
+if [ ! -d tests/server/node_modules/openai ] || [ tests/server/package-lock.json -nt tests/server/node_modules/.package-lock.json ]; then
+  npm ci --prefix tests/server --no-audit --no-fund --loglevel=error
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
