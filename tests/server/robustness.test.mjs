@@ -182,8 +182,13 @@ test('bounded mixed load: no crash, nothing lost or duplicated, memory back to b
     const ok200 = await (await fetch(`${s.base}/metrics`)).text();
     const answered = Number(/jetmoe_requests_total\{endpoint="\/v1\/completions",status="200"\} (\d+)/.exec(ok200)[1]);
     assert.equal(answered, 1 + 8 + 30, 'each valid request answered exactly once');
-    const after = s.rssKb();
-    assert.ok(after < baseline * 1.1 + 8192, `RSS ${baseline} kB before, ${after} kB after`);
+    // Under AddressSanitizer freed memory sits in its quarantine, so RSS says
+    // nothing there; LeakSanitizer checks the same thing at exit instead
+    // (the exit code asserted below).
+    if (process.env.JETMOE_SANITIZED !== '1') {
+      const after = s.rssKb();
+      assert.ok(after < baseline * 1.1 + 8192, `RSS ${baseline} kB before, ${after} kB after`);
+    }
     assert.equal((await fetch(`${s.base}/health`)).status, 200);
   } finally {
     assert.equal((await s.stop()).code, 0);
