@@ -97,10 +97,16 @@ namespace {
 
 // Found by the fuzzer: a decoder whose Strip also removes trailing spaces of
 // the fused text (stop > 0) must still stream exactly the full decode.
-TEST(IncrementalDecoderEndStrip, StreamsTheFullDecode) {
-  const Tokenizer t = Tokenizer::from_pretrained(JETMOE_TEST_DATA "/tokenizer/end_strip/tokenizer.json");
+// Also found by the fuzzer: Strip with start 2 would strip a space-only
+// anchor's spaces a second time.
+class IncrementalDecoderStrip : public ::testing::TestWithParam<const char*> {};
+INSTANTIATE_TEST_SUITE_P(Fuzzed, IncrementalDecoderStrip, ::testing::Values("end_strip", "strip_start_2"));
+
+TEST_P(IncrementalDecoderStrip, StreamsTheFullDecode) {
+  const Tokenizer t = Tokenizer::from_pretrained(std::string(JETMOE_TEST_DATA "/tokenizer/") + GetParam() + "/tokenizer.json");
   for (const std::vector<int32_t>& ids : std::vector<std::vector<int32_t>>{
-           {6, 7, 6, 6, 8}, {12, 12}, {9, 6, 4, 5, 6}, {7, 6}, {6}, {11, 12, 10, 6, 6, 6, 6, 6, 6, 7}}) {
+           {6, 7, 6, 6, 8}, {12, 12}, {9, 6, 4, 5, 6}, {7, 6}, {6}, {11, 12, 10, 6, 6, 6, 6, 6, 6, 7}, {7, 6, 6, 8},
+           {6, 6, 6, 7}, {7, 12, 6, 8}}) {
     IncrementalDecoder d(t);
     std::string streamed;
     for (int32_t id : ids) streamed += d.push(id);

@@ -78,10 +78,11 @@ class IncrementalDecoder {
   std::vector<int32_t> window_;
   bool has_anchor_ = false;
   std::string anchor_text_;
-  // Decoders that strip the END of the text (Strip with stop > 0) make the
-  // anchor trick unsound: then every push decodes the whole stream and emits
-  // what extends the text already emitted (quadratic, but only such rare
-  // tokenizers pay).
+  // Decoders that strip the end of the text (Strip with stop > 0), or more
+  // than one leading character (start > 1: an anchor made only of such
+  // characters would lose them twice), make the anchor trick unsound: then
+  // every push decodes the whole stream and emits what extends the text
+  // already emitted (quadratic, but only such rare tokenizers pay).
   bool whole_text_ = false;
   std::string emitted_;
 };

@@ -9,7 +9,7 @@ using namespace tokenizer_detail;
 IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens)
     : tokenizer_(tokenizer), skip_special_tokens_(skip_special_tokens) {
   for (const DecoderStep& step : tokenizer_.data().decoder.steps)
-    whole_text_ = whole_text_ || (step.kind == DecoderStep::Kind::Strip && step.stop > 0);
+    whole_text_ = whole_text_ || (step.kind == DecoderStep::Kind::Strip && (step.stop > 0 || step.start > 1));
 }
 
 namespace {
