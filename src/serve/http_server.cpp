@@ -148,7 +148,7 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
   } catch (const ApiError& e) {
     return fail(e);
   }
-  auto state = std::make_shared<RequestState>(request.generation);
+  auto state = std::make_shared<RequestState>(request.generation, request.stream);
   switch (scheduler->submit(state)) {
     case serve::Scheduler::Admission::Queued: break;
     case serve::Scheduler::Admission::QueueFull:

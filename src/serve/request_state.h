@@ -56,19 +56,22 @@ struct GenerationRequest {
 class RequestState {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit RequestState(GenerationRequest r) : request(std::move(r)), arrival(Clock::now()) {}
+  // A streaming reader wakes for every event; a non-streaming one only when
+  // a choice finishes, so that waiting costs the model's cores nothing.
+  RequestState(GenerationRequest r, bool streaming) : request(std::move(r)), arrival(Clock::now()), streaming_(streaming) {}
 
   const GenerationRequest request;
   const Clock::time_point arrival;
   std::atomic<bool> cancelled{false};
 
   void push(Event e) {
+    const bool wake = streaming_ || e.finish != FinishReason::None;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (e.finish != FinishReason::None) ++finished_;
       events_.push_back(std::move(e));
     }
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
   }
   // Moves the pending events into `out`, waiting up to `timeout` for one.
   void wait(std::deque<Event>& out, std::chrono::milliseconds timeout) {
@@ -93,6 +96,7 @@ class RequestState {
   std::condition_variable cv_;
   std::deque<Event> events_;
   int finished_ = 0;
+  const bool streaming_;
 };
 
 }  // namespace jetmoe::serve

@@ -224,7 +224,9 @@ size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
 void Scheduler::handle_token(Sequence& s, const float* logits) {
   const SamplingParams& p = s.req->request.sampling;
   const int64_t V = model_.config().vocab_size;
-  scores_.assign(logits, logits + V);
+  // Plain greedy needs no copy of the logits to edit.
+  const bool plain = p.temperature == 0.0 && p.logit_bias.empty() && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0;
+  if (!plain) scores_.assign(logits, logits + V);
   TokenLogprob lp;
   if (p.top_logprobs >= 0) {
     logprobs_.assign(logits, logits + V);
@@ -235,7 +237,9 @@ void Scheduler::handle_token(Sequence& s, const float* logits) {
     for (const auto& [token, count] : s.counts)
       scores_[static_cast<size_t>(token)] -= static_cast<float>(p.presence_penalty + p.frequency_penalty * count);
   int32_t token;
-  if (p.temperature == 0.0) {
+  if (plain) {
+    token = gen::argmax(std::span<const float>(logits, static_cast<size_t>(V)));
+  } else if (p.temperature == 0.0) {
     token = gen::argmax(scores_);
   } else {
     gen::temperature(p.temperature, scores_);
