@@ -81,6 +81,19 @@ TEST(Gguf, GoldenFixturesRoundTripBitIdentical) {
   }
 }
 
+TEST(Gguf, SequenceClassificationRoundTrip) {
+  ScopedTempDir tmp;
+  const std::string dir = golden_dir("tiny-seqcls-single");
+  const std::string gguf = quantize(dir, WeightFormat::Q8_0, tmp.file("cls.gguf"));
+  LoadOptions q8;
+  q8.weights = WeightFormat::Q8_0;
+  const auto input = ModelInput::from_ids({{1, 7, 30, 4, 12}});
+  const auto a = JetMoeForSequenceClassification::from_pretrained(dir, q8)->forward(input).pooled_logits.data;
+  const auto b = JetMoeForSequenceClassification::from_pretrained(gguf)->forward(input).pooled_logits.data;
+  EXPECT_TRUE(bit_identical(a, b));
+  EXPECT_FALSE(is_quantized(GgufFile::open(gguf)->find("score.weight")->dtype));  // not quantised at load either
+}
+
 TEST(Gguf, FileHoldsQuantisedMatricesAndMetadata) {
   ScopedTempDir tmp;
   const std::string gguf = quantize(golden_dir("tiny-bf16"), WeightFormat::Q4_0, tmp.file("m.gguf"));
