@@ -141,6 +141,18 @@ TEST(Gguf, DemoModelLogitsTokenizerAndGenerationConfig) {
   EXPECT_EQ(f->get("tokenizer.ggml.bos_token_id")->u, 1u);
 }
 
+TEST(Gguf, SentencePieceOnlyFolderEmbedsTokenizerModel) {
+  ScopedTempDir tmp;
+  const std::filesystem::path dir = tmp.path() / "spm";
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"})
+    std::filesystem::copy_file(std::filesystem::path(kDemo) / f, dir / f);
+  const std::string gguf = quantize(dir.string(), WeightFormat::Q8_0, tmp.file("spm.gguf"));
+  EXPECT_EQ(GgufFile::open(gguf)->get("tokenizer.huggingface.json"), nullptr);
+  const auto a = Tokenizer::from_pretrained(dir), b = Tokenizer::from_pretrained(gguf);
+  for (const char* text : {"In the beginning God created the heaven", " x  y\n<s>z"}) EXPECT_EQ(a.encode(text), b.encode(text)) << text;
+}
+
 TEST(Gguf, OtherWeightFormatIsRefused) {
   ScopedTempDir tmp;
   const std::string gguf = quantize(golden_dir("tiny-bf16"), WeightFormat::Q8_0, tmp.file("m.gguf"));
