@@ -195,6 +195,7 @@ QuantizeResult quantize_to_gguf(const std::string& model_dir, const std::string&
         const int64_t n = std::min(chunk, rows - r0);
         quants.resize(static_cast<size_t>(n * row_bytes));
         ops::quantize_rows(pool, q, t.source->dtype, src + r0 * src_row, n, cols, quants.data(), scales.data() + r0 * blocks);
+        release_pages(src + r0 * src_row, static_cast<size_t>(n * src_row));
         w.write_tensor_data(quants.data(), quants.size());
         done += quants.size();
         report(t.name);
@@ -206,12 +207,14 @@ QuantizeResult quantize_to_gguf(const std::string& model_dir, const std::string&
       for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
         const int64_t n = std::min(chunk, rows - r0);
         w.write_tensor_data(src + r0 * src_row, static_cast<size_t>(n * src_row));
+        release_pages(src + r0 * src_row, static_cast<size_t>(n * src_row));
         done += static_cast<uint64_t>(n * src_row);
         report(t.name);
       }
     }
-    // The checkpoint's pages are not needed again (the tied embedding is
-    // read twice, from the page cache).
+    // The checkpoint's pages are dropped from this process piece by piece
+    // (they stay in the page cache; the tied embedding is read twice), so
+    // peak RSS is about one piece, not the largest tensor.
     release_pages(src, t.source->nbytes);
     ++result.tensors;
     report(t.name);
