@@ -31,8 +31,8 @@ a blank line between texts; --json prints one object per text.)";
 
 void run_classify(const ClassifyArgs& a) {
   const std::string dir = a.model.resolved_model();
-  if (task_from_config(JetMoeConfig::from_file(dir + "/config.json")) != Task::SequenceClassification)
-    throw Error(dir + "/config.json: architectures does not name JetMoeForSequenceClassification; this is not a classification checkpoint");
+  if (task_from_config(JetMoeConfig::from_pretrained(dir)) != Task::SequenceClassification)
+    throw Error(dir + ": config.json's architectures does not name JetMoeForSequenceClassification; this is not a classification checkpoint");
   auto model = JetMoeForSequenceClassification::from_pretrained(dir, a.model.load_options());
   const JetMoeConfig& c = model->config();
   const Tokenizer tok = Tokenizer::from_pretrained(dir);

@@ -95,8 +95,7 @@ Task parse_task(const std::string& name, const JetMoeConfig& config) {
 }
 
 void run_forward(const ForwardArgs& a) {
-  const std::string config_path = (std::filesystem::path(a.model) / "config.json").string();
-  const JetMoeConfig config = JetMoeConfig::from_file(config_path);
+  const JetMoeConfig config = JetMoeConfig::from_pretrained(a.model);
   const Task task = parse_task(a.task, config);
   const ForwardRequest req = parse_forward_request(read_file(a.input), a.input, task);
   const ModelInput& in = req.input;
@@ -215,7 +214,7 @@ void add_forward_command(CLI::App& app) {
   auto args = std::make_shared<ForwardArgs>();
   CLI::App* cmd = app.add_subcommand("forward", "Run one forward pass and write logits, hidden states, router logits and losses");
   cmd->footer(kForwardHelp);
-  cmd->add_option("--model", args->model, "Checkpoint folder: config.json + model.safetensors, or shards + model.safetensors.index.json")->required();
+  cmd->add_option("--model", args->model, "Checkpoint folder (config.json + model.safetensors, or shards + model.safetensors.index.json) or a .gguf file")->required();
   cmd->add_option("--input", args->input, "IN.json with input_ids [, attention_mask, position_ids, labels]")->required();
   cmd->add_option("--output", args->output, "OUT.safetensors to write (float32 tensors)")->required();
   cmd->add_flag("--hidden-states", args->hidden_states, "Also write hidden_states.0 .. hidden_states.L");

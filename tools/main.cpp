@@ -7,7 +7,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "jetmoe: run JetMoE language models from Hugging Face checkpoint folders.\n"
+      "jetmoe: run JetMoE language models from Hugging Face checkpoint folders or .gguf files.\n"
       "Each subcommand has its own --help."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "jetmoe 0.1.0");
@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   jetmoe::cli::add_tokenize_command(app);
   jetmoe::cli::add_detokenize_command(app);
   jetmoe::cli::add_bench_command(app);
+  jetmoe::cli::add_quantize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -41,10 +41,12 @@ LoadOptions ModelOptions::load_options() const {
 
 void add_model_options(CLI::App* cmd, ModelOptions& o) {
   cmd->add_option("--model,-m", o.model,
-                  "Model folder (Hugging Face layout), or a Hugging Face repo id found in the local HF cache "
-                  "(e.g. jetmoe/jetmoe-8b). Default: the demo model models/jetmoe-kjv-tiny");
+                  "Model folder (Hugging Face layout), a .gguf file from jetmoe quantize, or a Hugging Face repo id found "
+                  "in the local HF cache (e.g. jetmoe/jetmoe-8b). Default: the demo model models/jetmoe-kjv-tiny");
   cmd->add_option("--threads", o.threads, "Worker threads (default: all cores)")->check(CLI::Range(0, 1024));
-  cmd->add_option("--weights", o.weights, "bf16 (as stored), q8_0 or q4_0 (quantised at load)")
+  cmd->add_option("--weights", o.weights,
+                  "bf16 (as stored), q8_0 or q4_0 (quantised at load; a quantised .gguf is used as stored and "
+                  "refuses another format)")
       ->check(CLI::IsMember({"bf16", "q8_0", "q4_0"}))
       ->capture_default_str();
   cmd->add_option("--compute", o.compute, "f32 (exact) or bf16 (activations rounded to bf16: faster, approximate)")

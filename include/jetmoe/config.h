@@ -45,6 +45,9 @@ struct JetMoeConfig {
   // Parses and validates; `source` names the file in error messages.
   static JetMoeConfig from_json(const std::string& json_text, const std::string& source = "config.json");
   static JetMoeConfig from_file(const std::string& path);
+  // The config of a model: its folder's config.json, or the config a .gguf
+  // model embeds (metadata jetmoe.config_json).
+  static JetMoeConfig from_pretrained(const std::string& model);
   // Throws Error naming the first invalid field.
   void validate(const std::string& source = "config.json") const;
   // Throws Error when a sequence of `length` positions exceeds

@@ -22,7 +22,8 @@ class Tokenizer {
   // path: a model folder (prefers tokenizer.json, else tokenizer.model; reads
   // tokenizer_config.json and chat_template.jinja if present), or a
   // tokenizer.json / tokenizer.model file directly (then the
-  // tokenizer_config.json next to it is read too). Throws jetmoe::Error.
+  // tokenizer_config.json next to it is read too), or a .gguf model (the
+  // same files' texts from its metadata). Throws jetmoe::Error.
   static Tokenizer from_pretrained(const std::filesystem::path& path);
 
   // text must be valid UTF-8 (Error naming the byte offset otherwise: Hugging

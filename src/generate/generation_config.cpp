@@ -9,20 +9,13 @@
 
 #include "jetmoe/config.h"
 #include "jetmoe/error.h"
+#include "jetmoe/model_files.h"
 
 namespace jetmoe {
 
 namespace {
 
 using json = nlohmann::json;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 struct Reader {
   const json& j;
@@ -162,19 +155,18 @@ GenerationConfig GenerationConfig::from_json(const std::string& text, const std:
 }
 
 GenerationConfig GenerationConfig::from_model_folder(const std::string& folder) {
-  namespace fs = std::filesystem;
   GenerationConfig c;
   // As transformers' from_model_config: the special tokens of config.json
-  // are the starting point, generation_config.json overrides them.
-  const fs::path config_path = fs::path(folder) / "config.json";
-  if (fs::is_regular_file(config_path)) {
-    const JetMoeConfig mc = JetMoeConfig::from_file(config_path.string());
+  // are the starting point, generation_config.json overrides them. A .gguf
+  // model holds both files' texts.
+  std::string source;
+  if (const auto text = read_model_file(folder, "config.json", &source)) {
+    const JetMoeConfig mc = JetMoeConfig::from_json(*text, source);
     for (int64_t e : mc.eos_token_id) c.eos_token_id.push_back(static_cast<int32_t>(e));
     if (mc.bos_token_id) c.bos_token_id = static_cast<int32_t>(*mc.bos_token_id);
     if (mc.pad_token_id) c.pad_token_id = static_cast<int32_t>(*mc.pad_token_id);
   }
-  const fs::path path = fs::path(folder) / "generation_config.json";
-  if (fs::is_regular_file(path)) c.update_from_json(read_file(path.string()), path.string());
+  if (const auto text = read_model_file(folder, "generation_config.json", &source)) c.update_from_json(*text, source);
   return c;
 }
 

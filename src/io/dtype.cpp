@@ -9,11 +9,13 @@ struct DTypeInfo {
   DType dtype;
   const char* name;
   size_t size;
+  bool safetensors;  // a dtype safetensors headers may name
 };
 constexpr DTypeInfo kDTypes[] = {
-    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2},  {DType::BF16, "BF16", 2},
-    {DType::I64, "I64", 8}, {DType::I32, "I32", 4}, {DType::I16, "I16", 2},  {DType::I8, "I8", 1},
-    {DType::U8, "U8", 1},   {DType::BOOL, "BOOL", 1},
+    {DType::F64, "F64", 8, true}, {DType::F32, "F32", 4, true}, {DType::F16, "F16", 2, true},
+    {DType::BF16, "BF16", 2, true}, {DType::I64, "I64", 8, true}, {DType::I32, "I32", 4, true},
+    {DType::I16, "I16", 2, true}, {DType::I8, "I8", 1, true}, {DType::U8, "U8", 1, true},
+    {DType::BOOL, "BOOL", 1, true}, {DType::Q8_0, "Q8_0", 1, false}, {DType::Q4_0, "Q4_0", 1, false},
 };
 }  // namespace
 
@@ -31,13 +33,15 @@ const char* dtype_name(DType dtype) {
 
 bool parse_dtype(std::string_view name, DType* out) {
   for (const auto& info : kDTypes) {
-    if (name == info.name) {
+    if (info.safetensors && name == info.name) {
       *out = info.dtype;
       return true;
     }
   }
   return false;
 }
+
+bool is_quantized(DType dtype) { return dtype == DType::Q8_0 || dtype == DType::Q4_0; }
 
 int64_t shape_numel(const std::vector<int64_t>& shape) {
   int64_t n = 1;

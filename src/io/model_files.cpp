@@ -78,6 +78,12 @@ std::shared_ptr<ModelFiles> ModelFiles::open(const std::string& path_text) {
       mf->files_.push_back(SafetensorsFile::open(found[0].string()));
       mf->description_ = found[0].string();
     }
+  } else if (is_gguf_path(path_text)) {
+    mf->gguf_ = open_model_gguf(path_text);
+    mf->description_ = path_text;
+    for (size_t i = 0; i < mf->gguf_->tensors().size(); ++i) mf->sorted_names_.emplace_back(mf->gguf_->tensors()[i].name, i);
+    std::sort(mf->sorted_names_.begin(), mf->sorted_names_.end());
+    return mf;
   } else {
     mf->files_.push_back(SafetensorsFile::open(path_text));
     mf->description_ = path_text;
@@ -105,13 +111,14 @@ const TensorView* ModelFiles::find(const std::string& name) const {
   auto it = std::lower_bound(sorted_names_.begin(), sorted_names_.end(), name,
                              [](const auto& entry, const std::string& n) { return entry.first < n; });
   if (it == sorted_names_.end() || it->first != name) return nullptr;
+  if (gguf_) return &gguf_->tensors()[it->second];
   return files_[it->second]->find(name);
 }
 
 std::string ModelFiles::file_of(const std::string& name) const {
   auto it = std::lower_bound(sorted_names_.begin(), sorted_names_.end(), name,
                              [](const auto& entry, const std::string& n) { return entry.first < n; });
-  if (it == sorted_names_.end() || it->first != name) return description_;
+  if (it == sorted_names_.end() || it->first != name || gguf_) return description_;
   return files_[it->second]->path();
 }
 
@@ -119,6 +126,51 @@ std::vector<std::string> ModelFiles::names() const {
   std::vector<std::string> out;
   for (const auto& e : sorted_names_) out.push_back(e.first);
   return out;
+}
+
+bool is_gguf_path(const std::string& path) {
+  const std::string ext = fs::path(path).extension().string();
+  return ext == ".gguf" || ext == ".GGUF";
+}
+
+std::unique_ptr<GgufFile> open_model_gguf(const std::string& path) {
+  auto f = GgufFile::open(path);
+  const std::string arch = f->require_string("general.architecture");
+  if (arch != "jetmoe")
+    throw Error(path + ": general.architecture is \"" + arch + "\", expected \"jetmoe\" (this engine runs JetMoE models only)");
+  return f;
+}
+
+std::string gguf_key_for(const std::string& file_name) {
+  static const std::pair<const char*, const char*> kKeys[] = {
+      {"config.json", "jetmoe.config_json"},
+      {"tokenizer.json", "tokenizer.huggingface.json"},
+      {"tokenizer_config.json", "jetmoe.tokenizer_config_json"},
+      {"generation_config.json", "jetmoe.generation_config_json"},
+      {"chat_template.jinja", "tokenizer.chat_template"},
+      {"tokenizer.model", "jetmoe.tokenizer_model"},
+  };
+  for (const auto& [file, key] : kKeys)
+    if (file_name == file) return key;
+  return "";
+}
+
+std::optional<std::string> read_model_file(const std::string& model, const std::string& file_name, std::string* source) {
+  std::error_code ec;
+  if (!is_gguf_path(model) || fs::is_directory(model, ec)) {
+    const fs::path p = fs::path(model) / file_name;
+    if (source) *source = p.string();
+    if (!fs::is_regular_file(p, ec)) return std::nullopt;
+    return read_text_file(p);
+  }
+  const std::string key = gguf_key_for(file_name);
+  if (source) *source = model + " (metadata " + key + ")";
+  auto f = open_model_gguf(model);
+  const GgufValue* v = f->get(key);
+  if (!v) return std::nullopt;
+  if (v->type == GgufValueType::STRING) return v->str;
+  if (v->type == GgufValueType::ARRAY && v->elem_type == GgufValueType::UINT8) return v->raw;
+  throw Error(model + ": metadata key '" + key + "' is not a string");
 }
 
 }  // namespace jetmoe

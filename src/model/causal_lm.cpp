@@ -14,7 +14,11 @@ namespace {
 ops::WeightMatrix lm_head_weight(const JetMoeModel& m, std::vector<uint8_t>* storage) {
   const JetMoeConfig& c = m.config();
   // Tied checkpoints omit lm_head.weight: the embedding matrix is the head.
-  const char* name = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  // A quantised .gguf of a tied model holds the head's quantised copy as
+  // lm_head.weight (the embedding stays as stored for the lookup).
+  const TensorView* quantized_head = m.files().find("lm_head.weight");
+  const bool own_head = !c.tie_word_embeddings || (quantized_head && is_quantized(quantized_head->dtype));
+  const char* name = own_head ? "lm_head.weight" : "model.embed_tokens.weight";
   return m.bind_head(name, c.vocab_size, storage);
 }
 }  // namespace

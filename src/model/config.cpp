@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "jetmoe/error.h"
+#include "jetmoe/model_files.h"
 #include "ops/activation.h"
 
 namespace jetmoe {
@@ -160,6 +161,16 @@ JetMoeConfig JetMoeConfig::from_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return from_json(ss.str(), path);
+}
+
+JetMoeConfig JetMoeConfig::from_pretrained(const std::string& model) {
+  std::string source;
+  const std::optional<std::string> text = read_model_file(model, "config.json", &source);
+  if (!text && is_gguf_path(model))
+    throw Error(model + ": missing metadata key '" + gguf_key_for("config.json") +
+                "' (the model's config.json, which jetmoe quantize embeds)");
+  if (!text) throw Error(source + ": cannot open (a JetMoE checkpoint folder needs a config.json)");
+  return from_json(*text, source);
 }
 
 void JetMoeConfig::validate(const std::string& source) const {

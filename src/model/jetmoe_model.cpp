@@ -21,8 +21,6 @@ namespace {
 // only the final norm uses config.rms_norm_eps.
 constexpr float kBlockNormEps = 1e-6f;
 
-std::string join(const std::string& dir, const char* file) { return (std::filesystem::path(dir) / file).string(); }
-
 void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, const KVCache* cache) {
   const int64_t B = in.batch_size, T = in.seq_len;
   check_input_ids_shape(in.input_ids.size(), B, T);
@@ -113,7 +111,7 @@ Task task_from_config(const JetMoeConfig& c) {
 }
 
 std::unique_ptr<JetMoeModel> JetMoeModel::from_pretrained(const std::string& path, const LoadOptions& options) {
-  JetMoeConfig config = JetMoeConfig::from_file(join(path, "config.json"));
+  JetMoeConfig config = JetMoeConfig::from_pretrained(path);
   return std::make_unique<JetMoeModel>(ModelFiles::open(path), std::move(config), options);
 }
 
@@ -122,11 +120,11 @@ JetMoeModel::JetMoeModel(std::shared_ptr<ModelFiles> files, JetMoeConfig config,
   config_.validate();
   pool_ = std::make_unique<ops::ThreadPool>(options.num_threads);
   weights_ = std::make_unique<ModelWeights>(bind_model_weights(*files_, config_));
-  prepare_weights(*weights_, options_, *pool_);
+  prepare_weights(*weights_, options_, *pool_, files_->description());
 }
 
 ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const {
-  return prepare_head(bind_matrix(*files_, name, rows, config_.hidden_size), options_, *pool_, storage);
+  return prepare_head(bind_matrix(*files_, name, rows, config_.hidden_size), options_, *pool_, storage, files_->description());
 }
 
 JetMoeModel::~JetMoeModel() = default;

@@ -1,6 +1,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "jetmoe/error.h"
 #include "model/weights.h"
 #include "ops/quantize.h"
 
@@ -37,10 +38,25 @@ std::pair<const uint8_t*, const uint16_t*> quantize_into(std::vector<uint8_t>& b
   return {buffer.data(), scales};
 }
 
+const char* quant_name(ops::Quant q) { return q == ops::Quant::Q8_0 ? "q8_0" : "q4_0"; }
+
+// Weights stored quantised (a .gguf) are used as they are: Native means "as
+// stored", the same format is a no-op, another one is refused rather than
+// requantising already rounded weights.
+bool already_quantized(ops::Quant stored, ops::Quant wanted, const std::string& source) {
+  if (stored == ops::Quant::None) return false;
+  if (wanted != ops::Quant::None && wanted != stored)
+    throw Error(source + ": the weights are stored quantised as " + quant_name(stored) + "; --weights " + quant_name(wanted) +
+                " would quantise them a second time. Leave --weights at bf16 (as stored) or " + quant_name(stored) +
+                ", or run jetmoe quantize --type " + quant_name(wanted) + " on the original checkpoint");
+  return true;
+}
+
 void prepare_matrix(ops::WeightMatrix& m, const LoadOptions& o, ops::ThreadPool& pool,
-                    std::vector<std::vector<uint8_t>>& owned) {
+                    std::vector<std::vector<uint8_t>>& owned, const std::string& source) {
   m.compute = o.compute == ComputeMode::BF16 ? ops::Compute::BF16 : ops::Compute::F32;
   const ops::Quant q = quant_of(o.weights);
+  if (already_quantized(m.quant, q, source)) return;
   if (q == ops::Quant::None || !ops::quantizable(m.cols)) return;
   owned.emplace_back();
   auto [quants, scales] = quantize_into(owned.back(), pool, q, m.dtype, m.data, m.rows, m.cols);
@@ -50,9 +66,10 @@ void prepare_matrix(ops::WeightMatrix& m, const LoadOptions& o, ops::ThreadPool&
 }
 
 void prepare_experts(ExpertWeights& x, const LoadOptions& o, ops::ThreadPool& pool,
-                     std::vector<std::vector<uint8_t>>& owned) {
+                     std::vector<std::vector<uint8_t>>& owned, const std::string& source) {
   x.compute = o.compute == ComputeMode::BF16 ? ops::Compute::BF16 : ops::Compute::F32;
   const ops::Quant q = quant_of(o.weights);
+  if (already_quantized(x.quant, q, source)) return;
   if (q == ops::Quant::None || !ops::quantizable(x.cols)) return;
   owned.emplace_back();
   auto [quants, scales] = quantize_into(owned.back(), pool, q, x.dtype, x.data, x.experts * x.rows, x.cols);
@@ -63,21 +80,22 @@ void prepare_experts(ExpertWeights& x, const LoadOptions& o, ops::ThreadPool& po
 
 }  // namespace
 
-void prepare_weights(ModelWeights& w, const LoadOptions& o, ops::ThreadPool& pool) {
+void prepare_weights(ModelWeights& w, const LoadOptions& o, ops::ThreadPool& pool, const std::string& source) {
   // Routers stay as stored: they are tiny and decide which experts run.
+  // (jetmoe quantize mirrors this choice: see src/model/quantize_model.cpp.)
   for (LayerWeights& L : w.layers) {
-    prepare_experts(L.attention_input, o, pool, w.owned);
-    prepare_experts(L.attention_output, o, pool, w.owned);
-    prepare_matrix(L.kv_proj, o, pool, w.owned);
-    prepare_experts(L.mlp_input, o, pool, w.owned);
-    prepare_experts(L.mlp_output, o, pool, w.owned);
+    prepare_experts(L.attention_input, o, pool, w.owned, source);
+    prepare_experts(L.attention_output, o, pool, w.owned, source);
+    prepare_matrix(L.kv_proj, o, pool, w.owned, source);
+    prepare_experts(L.mlp_input, o, pool, w.owned, source);
+    prepare_experts(L.mlp_output, o, pool, w.owned, source);
   }
 }
 
 ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& o, ops::ThreadPool& pool,
-                               std::vector<uint8_t>* storage) {
+                               std::vector<uint8_t>* storage, const std::string& source) {
   std::vector<std::vector<uint8_t>> owned;
-  prepare_matrix(m, o, pool, owned);
+  prepare_matrix(m, o, pool, owned, source);
   if (!owned.empty()) *storage = std::move(owned.front());
   return m;
 }

@@ -1,17 +1,29 @@
 #include "model/weights.h"
 
 #include "jetmoe/error.h"
+#include "ops/quantize.h"
 
 namespace jetmoe {
 
 namespace {
 
-const TensorView& require(const ModelFiles& files, const std::string& name, const std::vector<int64_t>& shape) {
+// Matrices may also be stored quantised (a .gguf from `jetmoe quantize`);
+// vectors never are.
+const TensorView& require(const ModelFiles& files, const std::string& name, const std::vector<int64_t>& shape,
+                          bool quantized_ok = false) {
   const TensorView* t = files.find(name);
   if (!t) throw Error(files.description() + ": missing tensor '" + name + "' (expected shape " + shape_string(shape) + ")");
-  if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16)
+  if (is_quantized(t->dtype)) {
+    if (!quantized_ok)
+      throw Error(files.file_of(name) + ": tensor '" + name + "' is stored as " + dtype_name(t->dtype) +
+                  ", expected F32, BF16 or F16 (vectors are never quantised)");
+    if (!ops::quantizable(shape.back()))
+      throw Error(files.file_of(name) + ": tensor '" + name + "' is stored as " + dtype_name(t->dtype) + " but its rows of " +
+                  std::to_string(shape.back()) + " weights are not a multiple of 64, which the quantised kernels need");
+  } else if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16) {
     throw Error(files.file_of(name) + ": tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
                 ", expected F32, BF16 or F16");
+  }
   if (t->shape != shape)
     throw Error(files.file_of(name) + ": tensor '" + name + "' has shape " + shape_string(t->shape) + ", expected " +
                 shape_string(shape) + " from config.json");
@@ -25,16 +37,32 @@ std::vector<float> bind_vector(const ModelFiles& files, const std::string& name,
   return out;
 }
 
+ops::Quant quant_of(DType dtype) {
+  return dtype == DType::Q8_0 ? ops::Quant::Q8_0 : dtype == DType::Q4_0 ? ops::Quant::Q4_0 : ops::Quant::None;
+}
+
+// A quantised tensor holds every row's quants, then every row's scales.
+const uint16_t* scales_of(const TensorView& t, int64_t rows, int64_t cols) {
+  if (!is_quantized(t.dtype)) return nullptr;
+  return reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(t.data) + rows * ops::quant_row_bytes(quant_of(t.dtype), cols));
+}
+
 ExpertWeights bind_experts(const ModelFiles& files, const std::string& name, int64_t experts, int64_t rows, int64_t cols) {
-  const TensorView& t = require(files, name, {experts, rows, cols});
-  return {t.dtype, static_cast<const uint8_t*>(t.data), experts, rows, cols};
+  const TensorView& t = require(files, name, {experts, rows, cols}, true);
+  ExpertWeights x{t.dtype, static_cast<const uint8_t*>(t.data), experts, rows, cols};
+  x.quant = quant_of(t.dtype);
+  x.scales = scales_of(t, experts * rows, cols);
+  return x;
 }
 
 }  // namespace
 
 ops::WeightMatrix bind_matrix(const ModelFiles& files, const std::string& name, int64_t rows, int64_t cols) {
-  const TensorView& t = require(files, name, {rows, cols});
-  return {t.dtype, t.data, rows, cols};
+  const TensorView& t = require(files, name, {rows, cols}, true);
+  ops::WeightMatrix m{t.dtype, t.data, rows, cols};
+  m.quant = quant_of(t.dtype);
+  m.scales = scales_of(t, rows, cols);
+  return m;
 }
 
 ModelWeights bind_model_weights(const ModelFiles& files, const JetMoeConfig& c) {

@@ -62,10 +62,12 @@ ModelWeights bind_model_weights(const ModelFiles& files, const JetMoeConfig& con
 // Applies LoadOptions to bound weights: the compute mode on every matrix,
 // and with a quantised format, owned quantised copies (kept in w.owned) of
 // the experts and kv_proj in place of the mapped tensors.
-void prepare_weights(ModelWeights& w, const LoadOptions& options, ops::ThreadPool& pool);
+// Matrices already stored quantised are used as they are (Native or the
+// same format), or refused with an Error naming `source` (another format).
+void prepare_weights(ModelWeights& w, const LoadOptions& options, ops::ThreadPool& pool, const std::string& source);
 // The same for a head matrix; a quantised copy goes to *storage.
 ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& options, ops::ThreadPool& pool,
-                               std::vector<uint8_t>* storage);
+                               std::vector<uint8_t>* storage, const std::string& source);
 
 // One [rows, cols] matrix by name, checked the same way.
 ops::WeightMatrix bind_matrix(const ModelFiles& files, const std::string& name, int64_t rows, int64_t cols);

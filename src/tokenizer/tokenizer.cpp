@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "jetmoe/error.h"
+#include "jetmoe/model_files.h"
 #include "tokenizer/tokenizer_data.h"
 #include "tokenizer/utf8.h"
 
@@ -59,9 +60,34 @@ void check_id(const TokenizerData& d, int32_t id, const char* what) {
 
 Tokenizer::Tokenizer(std::shared_ptr<const TokenizerData> data) : data_(std::move(data)) {}
 
+namespace {
+
+// A .gguf model: the texts `jetmoe quantize` embedded.
+Tokenizer from_gguf(const std::string& path) {
+  std::string json_source, model_source, cfg_source, jinja_source;
+  const auto json = read_model_file(path, "tokenizer.json", &json_source);
+  std::optional<std::string> model;
+  if (!json) model = read_model_file(path, "tokenizer.model", &model_source);
+  if (!json && !model)
+    throw Error(path + ": missing metadata key '" + gguf_key_for("tokenizer.json") + "' (or '" + gguf_key_for("tokenizer.model") +
+                "'): this file has no embedded tokenizer");
+  TokenizerConfig cfg;
+  if (const auto text = read_model_file(path, "tokenizer_config.json", &cfg_source)) cfg = parse_tokenizer_config(*text, cfg_source);
+  if (cfg.chat_template.empty())
+    if (const auto text = read_model_file(path, "chat_template.jinja", &jinja_source)) cfg.chat_template = *text;
+  auto data = std::make_shared<TokenizerData>();
+  if (json) load_tokenizer_json(*data, *json, json_source);
+  else load_sentencepiece_model(*data, *model, model_source, cfg);
+  finish_tokenizer(*data, cfg);
+  return Tokenizer(std::move(data));
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::from_pretrained(const fs::path& path) {
   fs::path dir, json_file, model_file;
   std::error_code ec;
+  if (is_gguf_path(path.string()) && fs::is_regular_file(path, ec)) return from_gguf(path.string());
   if (fs::is_directory(path, ec)) {
     dir = path;
     if (fs::exists(path / "tokenizer.json", ec)) json_file = path / "tokenizer.json";
