@@ -83,8 +83,15 @@ void run_serve(ServeArgs& a) {
     } else if (!m.tokenizer->chat_template().empty()) {
       m.chat_template = ChatTemplate::parse(m.tokenizer->chat_template());
     }
-    m.model_id = a.model_id.empty() ? std::filesystem::path(dir).lexically_normal().filename().string() : a.model_id;
-    if (m.model_id.empty()) m.model_id = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
+    // The folder's name, or a model file's name without its extension.
+    const std::filesystem::path p = std::filesystem::path(dir).lexically_normal();
+    if (!a.model_id.empty()) {
+      m.model_id = a.model_id;
+    } else if (std::filesystem::is_regular_file(p)) {
+      m.model_id = p.stem().string();
+    } else {
+      m.model_id = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
+    }
     const JetMoeConfig& c = m.model->config();
     const int64_t ctx = o.ctx_size > 0 ? std::min<int64_t>(o.ctx_size, c.max_position_embeddings) : std::min<int64_t>(c.max_position_embeddings, 2048);
     const double kv_mb = static_cast<double>(o.max_batch * ctx * c.num_hidden_layers * 2 * c.num_key_value_heads * c.kv_channels * 4) / 1e6;
