@@ -82,6 +82,26 @@ TEST_P(Streaming, LeadingSpaceIsStrippedOnceAndFlushStartsANewStream) {
   EXPECT_EQ(d.push(3186), "world");
 }
 
+TEST_P(Streaming, ContinuingAfterAPromptKeepsTheLeadingSpace) {
+  // "Hello" then " world": alone, " world" would lose its space.
+  IncrementalDecoder d(tok(), true, std::vector<int32_t>{1, 15043});
+  EXPECT_EQ(d.push(3186), " world");
+  EXPECT_EQ(d.flush(), "");
+  // A prompt ending in half of "é" (byte tokens <0xC3> = 198, <0xA9> = 172):
+  // the pieces hold what transformers' pipeline returns as the new text,
+  // decode(prompt + new) with decode(prompt)'s length cut off.
+  const std::vector<int32_t> prompt = {1, 15043, 198};
+  const std::vector<int32_t> more = {172, 3186};
+  IncrementalDecoder e(tok(), true, prompt);
+  std::string streamed;
+  for (int32_t id : more) streamed += e.push(id);
+  streamed += e.flush();
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), more.begin(), more.end());
+  const std::string full = tok().decode(all, true), before = tok().decode(prompt, true);
+  EXPECT_EQ(streamed, full.substr(before.size()));
+}
+
 TEST_P(Streaming, OutOfVocabularyIdIsAnError) {
   IncrementalDecoder d(tok());
   EXPECT_THROW(d.push(32000), Error);

@@ -67,10 +67,18 @@ class Tokenizer {
 class IncrementalDecoder {
  public:
   explicit IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = false);
+  // Continues after `context` (a prompt) without emitting its text: the
+  // pieces are decode(context + new ids) with decode(context)'s length cut
+  // off, as transformers' pipeline cuts it, so the first new token keeps the
+  // leading space it has in the whole text.
+  IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens, std::span<const int32_t> context);
   std::string push(int32_t id);  // Error for an id outside the vocabulary
   std::string flush();           // whatever is still held back at the end
 
  private:
+  std::string next(int32_t id);
+  std::string finish();
+  std::string without_context(std::string piece);
   std::string extend(const std::string& full);
   Tokenizer tokenizer_;
   bool skip_special_tokens_;
@@ -86,6 +94,7 @@ class IncrementalDecoder {
   // already emitted (quadratic, but only such rare tokenizers pay).
   bool whole_text_ = false;
   std::string emitted_;
+  size_t context_bytes_ = 0;  // context text still to come out and be dropped
 };
 
 }  // namespace jetmoe

@@ -8,28 +8,18 @@ namespace jetmoe {
 
 namespace {
 
-// The new text of one row as it grows: an incremental decoder primed with
-// the prompt, so the first new token gets the leading space that decoding
-// the whole sequence would give it.
+// The new text of one row as it grows (the decoder continues after the
+// prompt, so the first new token gets the leading space that decoding the
+// whole sequence would give it).
 struct RowText {
   IncrementalDecoder decoder;
-  size_t prompt_bytes_left;  // prompt text the decoder has yet to emit
   std::string text;
 
-  RowText(const Tokenizer& tok, const std::vector<int32_t>& prompt)
-      : decoder(tok, /*skip_special_tokens=*/true), prompt_bytes_left(tok.decode(prompt, true).size()) {
-    for (int32_t id : prompt) skip(decoder.push(id));
-  }
-  std::string_view skip(const std::string& piece) {
-    const size_t n = std::min(prompt_bytes_left, piece.size());
-    prompt_bytes_left -= n;
-    return std::string_view(piece).substr(n);
-  }
+  RowText(const Tokenizer& tok, const std::vector<int32_t>& prompt) : decoder(tok, /*skip_special_tokens=*/true, prompt) {}
   std::string_view push(int32_t id) {
     const std::string piece = decoder.push(id);
-    const std::string_view fresh = skip(piece);
-    text.append(fresh);
-    return std::string_view(text).substr(text.size() - fresh.size());
+    text.append(piece);
+    return std::string_view(text).substr(text.size() - piece.size());
   }
 };
 
@@ -123,7 +113,7 @@ std::vector<std::vector<GeneratedText>> TextGenerationPipeline::run(const std::v
   // Streaming could hold back text at the very end (an unfinished UTF-8
   // sequence becomes U+FFFD only when the decode is complete).
   if (on_text && rows.size() == 1) {
-    const std::string_view tail = rows[0].skip(rows[0].decoder.flush());
+    const std::string tail = rows[0].decoder.flush();
     if (!tail.empty()) on_text(tail);
   }
 

@@ -23,18 +23,7 @@ struct Scheduler::Sequence {
         tokens(req->request.prompts[static_cast<size_t>(c)]),
         prompt_len(static_cast<int64_t>(tokens.size())),
         rng(req->request.sampling.seed ? *req->request.sampling.seed + static_cast<uint64_t>(c) : std::random_device{}()),
-        decoder(tok, /*skip_special_tokens=*/true),
-        prompt_bytes_left(tok.decode(tokens, true).size()) {
-    // Primed with the prompt, the decoder gives the first new token the
-    // leading space that decoding prompt + completion would give it.
-    for (int32_t id : tokens) (void)fresh(decoder.push(id));
-  }
-  // The part of a decoded piece that is not prompt text.
-  std::string fresh(const std::string& piece) {
-    const size_t n = std::min(prompt_bytes_left, piece.size());
-    prompt_bytes_left -= n;
-    return piece.substr(n);
-  }
+        decoder(tok, /*skip_special_tokens=*/true, tokens) {}
   std::shared_ptr<RequestState> req;
   int choice;
   int32_t slot;
@@ -44,8 +33,7 @@ struct Scheduler::Sequence {
   int64_t generated = 0;
   std::unordered_map<int32_t, int> counts;  // generated tokens, for the penalties
   gen::SamplingRng rng;
-  IncrementalDecoder decoder;
-  size_t prompt_bytes_left;  // prompt text the decoder has yet to emit
+  IncrementalDecoder decoder;  // continues after the prompt
   std::string pending;  // decoded text held back: it may begin a stop string
   Clock::time_point last_token;
   bool done = false;
@@ -278,17 +266,17 @@ void Scheduler::handle_token(Sequence& s, const float* logits) {
   if (p.top_logprobs >= 0) e.logprobs.push_back(std::move(lp));
   const std::vector<std::string>& stops = s.req->request.stop;
   if (std::find(eos_.begin(), eos_.end(), token) != eos_.end()) {
-    e.text = s.pending + s.fresh(s.decoder.flush());
+    e.text = s.pending + s.decoder.flush();
     e.finish = FinishReason::Stop;
   } else {
-    s.pending += s.fresh(s.decoder.push(token));
+    s.pending += s.decoder.push(token);
     size_t at = std::string::npos;
     for (const std::string& stop : stops) at = std::min(at, s.pending.find(stop));
     if (at != std::string::npos) {
       e.text = s.pending.substr(0, at);
       e.finish = FinishReason::Stop;
     } else if (s.generated >= s.req->request.max_tokens || static_cast<int64_t>(s.tokens.size()) >= options_.ctx_size) {
-      e.text = s.pending + s.fresh(s.decoder.flush());
+      e.text = s.pending + s.decoder.flush();
       // The flushed bytes may complete a stop string too.
       at = std::string::npos;
       for (const std::string& stop : stops) at = std::min(at, e.text.find(stop));

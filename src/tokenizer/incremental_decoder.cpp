@@ -12,6 +12,27 @@ IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_spe
     whole_text_ = whole_text_ || (step.kind == DecoderStep::Kind::Strip && (step.stop > 0 || step.start > 1));
 }
 
+IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer, bool skip_special_tokens, std::span<const int32_t> context)
+    : IncrementalDecoder(tokenizer, skip_special_tokens) {
+  context_bytes_ = tokenizer_.decode(context, skip_special_tokens_).size();
+  for (int32_t id : context) (void)push(id);
+}
+
+std::string IncrementalDecoder::without_context(std::string piece) {
+  const size_t n = std::min(context_bytes_, piece.size());
+  context_bytes_ -= n;
+  piece.erase(0, n);
+  return piece;
+}
+
+std::string IncrementalDecoder::push(int32_t id) { return without_context(next(id)); }
+
+std::string IncrementalDecoder::flush() {
+  std::string out = without_context(finish());
+  context_bytes_ = 0;
+  return out;
+}
+
 namespace {
 
 // The new text of `window` beyond its anchor's own decoded text. The anchor is
@@ -26,7 +47,7 @@ std::string new_text(const Tokenizer& t, const std::vector<int32_t>& window, boo
 
 }  // namespace
 
-std::string IncrementalDecoder::push(int32_t id) {
+std::string IncrementalDecoder::next(int32_t id) {
   const TokenizerData& d = tokenizer_.data();
   if (!d.valid(id))
     throw Error("decode: token id " + std::to_string(id) + " is outside the vocabulary of " + d.source + " (expected 0.." +
@@ -54,7 +75,7 @@ std::string IncrementalDecoder::extend(const std::string& full) {
   return out;
 }
 
-std::string IncrementalDecoder::flush() {
+std::string IncrementalDecoder::finish() {
   if (whole_text_) {
     std::string out = window_.empty() ? std::string() : extend(tokenizer_.decode(window_, false));
     window_.clear();
