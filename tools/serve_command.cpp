@@ -93,7 +93,7 @@ void run_serve(ServeArgs& a) {
       m.model_id = p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
     }
     const JetMoeConfig& c = m.model->config();
-    const int64_t ctx = o.ctx_size > 0 ? std::min<int64_t>(o.ctx_size, c.max_position_embeddings) : std::min<int64_t>(c.max_position_embeddings, 2048);
+    const int64_t ctx = context_size(o, c);
     const double kv_mb = static_cast<double>(o.max_batch * ctx * c.num_hidden_layers * 2 * c.num_key_value_heads * c.kv_channels * 4) / 1e6;
     std::cerr << "jetmoe serve: model '" << m.model_id << "' from " << dir << "; " << o.max_batch << " slots x " << ctx
               << " positions (KV cache " << kv_mb << " MB)" << (m.chat_template ? "" : "; no chat template: /v1/chat/completions disabled")

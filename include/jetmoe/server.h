@@ -36,6 +36,10 @@ struct ServerOptions {
   std::function<void()> on_ready;
 };
 
+// Positions per KV-cache slot for `config`: --ctx-size capped by the model,
+// or min(max_position_embeddings, 2048) when it is 0.
+int64_t context_size(const ServerOptions& options, const JetMoeConfig& config);
+
 // What the server serves; loaded after the port is bound so that /health can
 // say "loading" meanwhile.
 struct ServedModel {

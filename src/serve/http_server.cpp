@@ -241,6 +241,10 @@ void Server::Impl::generate(const httplib::Request& req, httplib::Response& res,
       });
 }
 
+int64_t context_size(const ServerOptions& o, const JetMoeConfig& c) {
+  return std::min<int64_t>(o.ctx_size > 0 ? o.ctx_size : 2048, c.max_position_embeddings);
+}
+
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 Server::~Server() = default;
 
@@ -281,7 +285,7 @@ void Server::run(const std::function<ServedModel()>& load) {
   try {
     s.served = load();
     const JetMoeConfig& c = s.served.model->config();
-    s.ctx_size = o.ctx_size > 0 ? std::min<int64_t>(o.ctx_size, c.max_position_embeddings) : std::min<int64_t>(c.max_position_embeddings, 2048);
+    s.ctx_size = context_size(o, c);
     serve::SchedulerOptions so;
     so.max_batch = o.max_batch;
     so.ctx_size = s.ctx_size;

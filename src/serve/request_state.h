@@ -68,7 +68,6 @@ class RequestState {
     const bool wake = streaming_ || e.finish != FinishReason::None;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (e.finish != FinishReason::None) ++finished_;
       events_.push_back(std::move(e));
     }
     if (wake) cv_.notify_all();
@@ -82,20 +81,15 @@ class RequestState {
       events_.pop_front();
     }
   }
-  bool all_finished() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return finished_ >= static_cast<int>(request.prompts.size());
-  }
 
   // Written by the scheduler only.
   std::atomic<int64_t> prompt_tokens{0};
   std::atomic<int64_t> completion_tokens{0};
 
  private:
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Event> events_;
-  int finished_ = 0;
   const bool streaming_;
 };
 

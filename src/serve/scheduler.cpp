@@ -140,20 +140,26 @@ void Scheduler::loop() {
 
 void Scheduler::step() {
   // Sequences whose client went away free their slot before the next pass.
-  for (auto& s : running_)
-    if (s->req->cancelled && !s->done) s->done = true;
   std::erase_if(running_, [&](const std::unique_ptr<Sequence>& s) {
-    if (s->done) free_slots_.push_back(s->slot);
-    return s->done;
+    const bool leave = s->done || s->req->cancelled;
+    if (leave) free_slots_.push_back(s->slot);
+    return leave;
   });
   if (running_.empty()) return;
 
   // Decode steps first (one token each), then prompt chunks within what is
   // left of the per-pass token budget, oldest request first.
-  TokenBatch batch;
-  std::vector<int64_t> logit_rows;
-  std::vector<Sequence*> sampled;
-  std::vector<std::pair<Sequence*, int64_t>> advanced;  // sequence, tokens fed
+  // Reused from step to step: only the forward pass itself allocates.
+  TokenBatch& batch = batch_;
+  std::vector<int64_t>& logit_rows = logit_rows_;
+  std::vector<Sequence*>& sampled = sampled_;
+  std::vector<std::pair<Sequence*, int64_t>>& advanced = advanced_;
+  batch.token_ids.clear();
+  batch.seq.clear();
+  batch.pos.clear();
+  logit_rows.clear();
+  sampled.clear();
+  advanced.clear();
   auto feed = [&](Sequence& s, int64_t count) {
     for (int64_t i = 0; i < count; ++i) {
       batch.token_ids.push_back(s.tokens[static_cast<size_t>(s.filled + i)]);
@@ -190,6 +196,7 @@ void Scheduler::step() {
   for (auto& [s, n] : advanced) s->filled += n;
   const int64_t V = model_.config().vocab_size;
   for (size_t r = 0; r < sampled.size(); ++r) handle_token(*sampled[r], &logits.data[r * static_cast<size_t>(V)]);
+  metrics_.tokens(0, static_cast<int64_t>(sampled.size()));
 }
 
 namespace {
@@ -205,6 +212,13 @@ size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
         break;
       }
   return hold;
+}
+
+// Where the first stop string starts in `text`, or npos.
+size_t first_stop(std::string_view text, const std::vector<std::string>& stops) {
+  size_t at = std::string::npos;
+  for (const std::string& stop : stops) at = std::min(at, text.find(stop));
+  return at;
 }
 
 }  // namespace
@@ -259,7 +273,6 @@ void Scheduler::handle_token(Sequence& s, const float* logits) {
   ++s.counts[token];
   s.tokens.push_back(token);
   ++s.req->completion_tokens;
-  metrics_.tokens(0, 1);
 
   Event e;
   e.choice = s.choice;
@@ -270,16 +283,14 @@ void Scheduler::handle_token(Sequence& s, const float* logits) {
     e.finish = FinishReason::Stop;
   } else {
     s.pending += s.decoder.push(token);
-    size_t at = std::string::npos;
-    for (const std::string& stop : stops) at = std::min(at, s.pending.find(stop));
+    size_t at = first_stop(s.pending, stops);
     if (at != std::string::npos) {
       e.text = s.pending.substr(0, at);
       e.finish = FinishReason::Stop;
     } else if (s.generated >= s.req->request.max_tokens || static_cast<int64_t>(s.tokens.size()) >= options_.ctx_size) {
       e.text = s.pending + s.decoder.flush();
       // The flushed bytes may complete a stop string too.
-      at = std::string::npos;
-      for (const std::string& stop : stops) at = std::min(at, e.text.find(stop));
+      at = first_stop(e.text, stops);
       if (at != std::string::npos) e.text.resize(at);
       e.finish = at != std::string::npos ? FinishReason::Stop : FinishReason::Length;
     } else {

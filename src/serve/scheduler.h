@@ -15,6 +15,7 @@
 
 #include "generate/logits_processors.h"
 #include "jetmoe/kv_cache.h"
+#include "jetmoe/model.h"
 #include "jetmoe/tokenizer.h"
 #include "serve/request_state.h"
 
@@ -75,6 +76,10 @@ class Scheduler {
   // Touched by the scheduler thread only.
   std::vector<std::unique_ptr<Sequence>> running_;
   std::vector<int32_t> free_slots_;
+  TokenBatch batch_;
+  std::vector<int64_t> logit_rows_;
+  std::vector<Sequence*> sampled_;
+  std::vector<std::pair<Sequence*, int64_t>> advanced_;  // sequence, tokens fed this pass
   std::vector<float> scores_, logprobs_;
   std::vector<int32_t> order_;
   std::vector<double> probs_;
