@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "read_file.h"
 #include "generation_flags.h"
 #include "jetmoe/error.h"
 #include "jetmoe/pipeline.h"
@@ -26,14 +27,6 @@ the reply streams to stdout. As transformers' apply_chat_template, the
 rendered conversation is tokenized without adding BOS (templates write their
 own). Replies default to at most 256 new tokens.
 Commands: /reset forgets the conversation, /exit (or end of input) quits.)";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string trim(const std::string& s) {
   const size_t b = s.find_first_not_of(" \t\r\n");

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "commands.h"
+#include "read_file.h"
 #include "jetmoe/error.h"
 #include "jetmoe/losses.h"
 #include "jetmoe/model.h"
@@ -76,14 +77,6 @@ void place(const Tensor& part, int64_t B, int64_t T, int64_t start, Tensor& full
   const int64_t X = full.numel() / (B * T);
   for (int64_t b = 0; b < B; ++b)
     std::copy_n(&part.data[static_cast<size_t>(b * per_row)], per_row, &full.data[static_cast<size_t>((b * T + start) * X)]);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 Task parse_task(const std::string& name, const JetMoeConfig& config) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "read_file.h"
 #include "generation_flags.h"
 #include "jetmoe/error.h"
 #include "jetmoe/generate.h"
@@ -41,19 +42,6 @@ unless a flag or the model's generation_config.json sets a length.
 max_length of 20; with --output-ids it prints {"sequences": [[...]]} (plus
 "sequences_scores" for beam search), the prompt included, as generate returns.)";
 
-std::string read_all(const std::string& path) {
-  if (path == "-") {
-    std::ostringstream ss;
-    ss << std::cin.rdbuf();
-    return ss.str();
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 const char* finish_reason_name(GenerateOutput::FinishReason r) {
   switch (r) {
     case GenerateOutput::FinishReason::Eos: return "eos";
@@ -64,7 +52,7 @@ const char* finish_reason_name(GenerateOutput::FinishReason r) {
 }
 
 void run_ids(const GenerateArgs& a, const JetMoeForCausalLM& lm, const GenerationConfig& config, const Tokenizer* tok) {
-  const ForwardRequest req = parse_forward_request(read_all(a.input), a.input, Task::CausalLM);
+  const ForwardRequest req = parse_forward_request(read_file(a.input), a.input, Task::CausalLM);
   if (req.has_labels) throw Error(a.input + ": \"labels\" have no meaning for generate");
   if (!req.input.position_ids.empty())
     throw Error(a.input + ": \"position_ids\" are derived from attention_mask during generation; leave them out");

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "read_file.h"
 #include "jetmoe/error.h"
 #include "jetmoe/generation_config.h"
 #include "jetmoe/server.h"
@@ -42,14 +43,6 @@ std::atomic<bool> g_stop{false};
 
 extern "C" void on_stop_signal(int) {
   if (g_stop.exchange(true)) std::_Exit(130);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 void run_serve(ServeArgs& a) {
