@@ -115,7 +115,7 @@ TEST(Kernels, QuantizedMatmulMatchesDequantizedReference) {
   ThreadPool one(1), two(2);
   for (ThreadPool* pool : {&one, &two})
     for (Quant q : {Quant::Q8_0, Quant::Q4_0})
-      for (int64_t M : {1, 2, 3, 5, 17})
+      for (int64_t M : {1, 2, 3, 4, 5, 17})
         for (int64_t N : {1, 7, 61})
           for (int64_t K : {64, 192}) check_quant_matmul(*pool, q, M, N, K, rng);
   // Long rows run in several K blocks.

@@ -117,11 +117,13 @@ TEST(Ops, MatmulMatchesDoubleReference) {
   ThreadPool one(1), three(3);
   for (ThreadPool* pool : {&one, &three}) {
     for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
-      for (int64_t M : {1, 3, 17}) {
+      for (int64_t M : {1, 2, 3, 4, 17}) {
         for (int64_t rows : {1, 5, 33, 100}) {
           for (int64_t cols : {1, 7, 64, 130}) check_matmul(*pool, {dtype, M, rows, cols}, rng);
         }
       }
+      // Rows longer than one cache block: the GEMM path adds block sums.
+      check_matmul(*pool, {dtype, 9, 50, 2100}, rng);
     }
   }
 }
@@ -577,6 +579,38 @@ TEST(Ops, AttentionMatchesNaiveReference) {
           EXPECT_NEAR(out[static_cast<size_t>(((2 * T + 1) * Hq + h) * d + i)],
                       values[static_cast<size_t>(((2 * capacity + 3) * Hkv + h % Hkv) * d + i)], 1e-6);
     }
+  }
+}
+
+// Sequences longer than one key block, head sizes that the SIMD kernel takes
+// (multiples of 8, some above its 64-float register piece) and one it leaves
+// to the portable code, three query heads per KV head, holes in the mask
+// straddling block edges, NaN garbage in the masked slots.
+TEST(Ops, AttentionAcrossKeyBlocksAndHeadSizes) {
+  const int64_t B = 2, T = 37, Hq = 6, Hkv = 2, past = 29, capacity = 70;
+  for (int64_t d : {8, 20, 24, 128, 160}) {
+    SCOPED_TRACE(::testing::Message() << "head_dim " << d);
+    std::mt19937 rng(static_cast<unsigned>(d));
+    std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
+    std::vector<float> q(static_cast<size_t>(B * T * Hq * d)), keys(static_cast<size_t>(B * capacity * Hkv * d)),
+        values(keys.size());
+    for (auto& v : q) v = uni(rng);
+    for (auto& v : keys) v = uni(rng);
+    for (auto& v : values) v = uni(rng);
+    std::vector<int32_t> mask(static_cast<size_t>(B * capacity), 1);
+    for (int64_t s : {0, 1, 15, 16, 17, 40}) mask[static_cast<size_t>(capacity + s)] = 0;  // row 1: holes
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t s = 0; s < capacity; ++s)
+        if (!mask[static_cast<size_t>(b * capacity + s)])
+          for (int64_t i = 0; i < Hkv * d; ++i) {
+            keys[static_cast<size_t>((b * capacity + s) * Hkv * d + i)] = NAN;
+            values[static_cast<size_t>((b * capacity + s) * Hkv * d + i)] = NAN;
+          }
+    const std::vector<double> ref = attention_reference(q, B, T, Hq, d, keys, values, mask, capacity, Hkv, past);
+    ThreadPool pool(2);
+    std::vector<float> out(q.size(), 12345.0f);
+    attention(pool, q.data(), B, T, Hq, d, KVView{keys.data(), values.data(), mask.data(), capacity, Hkv}, past, out.data());
+    for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-6) << "element " << i;
   }
 }
 

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/attention_kernels.h"
+#include "ops/cpu_features.h"
 #include "ops/thread_pool.h"
 
 namespace jetmoe::ops {
@@ -12,6 +14,21 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
                int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
   const int64_t kv_stride = kv.num_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  if (cpu_features().avx2_fma && head_dim % 8 == 0) {
+    // One task per (token, KV head): the query heads h = i, i + H, ... that
+    // share KV head i read its keys and values together, once.
+    const int64_t H = kv.num_kv_heads;
+    pool.parallel_for(num_tokens * H, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t task = t0; task < t1; ++task) {
+        const int64_t n = task / H, i = task % H, b = rows[n];
+        const int64_t offset = (n * num_q_heads + i) * head_dim, groups = (num_q_heads - i + H - 1) / H;
+        const int64_t row = b * kv.capacity * kv_stride + i * head_dim;
+        kernels::avx2_attend_group(q + offset, H * head_dim, groups, kv.keys + row, kv.values + row, kv_stride,
+                                   kv.mask + b * kv.capacity, positions[n] + 1, head_dim, scale, out + offset);
+      }
+    });
+    return;
+  }
   const int64_t tasks = num_tokens * num_q_heads;
   pool.parallel_for(tasks, 4, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> scores;
@@ -23,7 +40,7 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
       const float* qv = q + task * head_dim;
       float* o = out + task * head_dim;
       const int64_t visible = positions[n] + 1;
-      scores.resize(static_cast<size_t>(visible));
+      if (scores.size() < static_cast<size_t>(kv.capacity)) scores.resize(static_cast<size_t>(kv.capacity));
       const int32_t* mask = kv.mask + b * kv.capacity;
       const float* kbase = kv.keys + b * kv.capacity * kv_stride + kvh * head_dim;
       const float* vbase = kv.values + b * kv.capacity * kv_stride + kvh * head_dim;

@@ -89,9 +89,45 @@ int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
   return std::max<int64_t>(64, (per + 7) / 8 * 8);
 }
 
+// AVX2: unquantised weights in exact f32 FMA whatever the compute mode (there
+// is no bf16 dot product to gain from rounding the activations); quantised
+// ones with integer dot products in decode, dequantised panels in prefill.
+bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
+  if (!cpu_features().avx2_fma) return false;
+  if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
+    thread_local std::vector<int8_t> q;
+    thread_local std::vector<float> scale;
+    thread_local std::vector<int32_t> start;
+    const auto n = static_cast<size_t>(M * w.cols);
+    if (q.size() < n) {
+      q.resize(n);
+      scale.resize(n / 4);
+      start.resize(n / 4);
+    }
+    quantize_activations(x, M, w.cols, w.quant, q.data(), scale.data(), start.data());
+    const int8_t* qp = q.data();
+    const float* sp = scale.data();
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(qp, sp, M, w, n0, n1, y); });
+    return true;
+  }
+  if (w.quant != Quant::None) {
+    pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
+      thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
+      kernels::avx2_quant_gemm(x, M, w, n0, n1, y, panel.data());
+    });
+    return true;
+  }
+  pool.parallel_for(w.rows, grain(pool, M, w.rows), [&](int64_t n0, int64_t n1) {
+    thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
+    kernels::avx2_f32(x, M, w, n0, n1, y, panel.data());
+  });
+  return true;
+}
+
 bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   const CpuFeatures& cpu = cpu_features();
-  if (!cpu.avx512) return false;
+  if (!cpu.avx512) return avx2_matmul(pool, x, M, w, y);
   const int64_t K = w.cols;
   if (w.quant != Quant::None && M > kernels::kGemvMaxRows && cpu.avx512_bf16) {
     thread_local std::vector<uint16_t> xb;

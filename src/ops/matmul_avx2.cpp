@@ -1,0 +1,305 @@
+// AVX2 + FMA kernels for CPUs without AVX-512 (Zen 2/3, Haswell to Alder
+// Lake). Every function here carries the AVX2 target through the pragma
+// below and runs only after cpu_features() said so; headers come first so no
+// inline library code is compiled for AVX2 by accident.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "ops/convert.h"
+#include "ops/matmul_kernels.h"
+#include "ops/quantize.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+namespace jetmoe::ops::kernels {
+
+namespace {
+
+inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// Eight weights widened to f32, and one for the ragged end of a row.
+struct LoadF32 {
+  using T = float;
+  static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+  static float one(const float* p) { return *p; }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m256 load(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  static float one(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m256 load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static float one(const uint16_t* p) { return f16_to_f32(*p); }
+};
+
+// MR x NR dot products of length k: y[m, n] (+)= x[m, :k] . w[n, :k]. The
+// MR*NR accumulators stay in the 16 registers and are reduced once per call.
+template <int MR, int NR, class L>
+void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy, bool add) {
+  __m256 acc[MR][NR];
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[m][n] = _mm256_setzero_ps();
+  const int64_t k8 = k / 8 * 8;
+  for (int64_t i = 0; i < k8; i += 8) {
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      const __m256 wv = L::load(w + n * ldw + i);
+#pragma GCC unroll 4
+      for (int m = 0; m < MR; ++m) acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + i), wv, acc[m][n]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      float s = hsum(acc[m][n]);
+      for (int64_t i = k8; i < k; ++i) s += x[m * ldx + i] * L::one(w + n * ldw + i);
+      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
+    }
+}
+
+// Weight rows per tile for MR activation rows: MR*NR accumulators plus a
+// weight vector in 16 registers (activations are FMA memory operands).
+constexpr int tile_rows(int mr) { return mr == 1 ? 8 : mr == 2 ? 6 : mr == 3 ? 4 : 3; }
+
+template <class L>
+using Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, bool);
+template <class L, int MR>
+constexpr Tile<L> tile_row[8] = {tile<MR, 1, L>, tile<MR, 2, L>, tile<MR, 3, L>, tile<MR, 4, L>,
+                                 tile<MR, 5, L>, tile<MR, 6, L>, tile<MR, 7, L>, tile<MR, 8, L>};
+template <class L>
+Tile<L> tile_of(int64_t mr, int64_t nr) {
+  switch (mr) {
+    case 1: return tile_row<L, 1>[nr - 1];
+    case 2: return tile_row<L, 2>[nr - 1];
+    case 3: return tile_row<L, 3>[nr - 1];
+    default: return tile_row<L, 4>[nr - 1];
+  }
+}
+
+// Rows split into K blocks of at most max_kc, of equal length so no block is
+// a sliver; a multiple of 8 keeps every block but the last whole.
+inline int64_t k_block(int64_t K, int64_t max_kc) {
+  const int64_t blocks = (K + max_kc - 1) / max_kc;
+  const int64_t kc = (K + blocks - 1) / blocks;
+  return min64(max_kc, (kc + 7) / 8 * 8);
+}
+
+// Decode: each weight byte read once, widened in registers.
+template <class L>
+void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y) {
+  const int64_t step = tile_rows(static_cast<int>(M));
+  for (int64_t n = n0; n < n1; n += step) tile_of<L>(M, min64(step, n1 - n))(x, K, w + n * K, K, K, y + n, N, false);
+}
+
+template <class L>
+void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const typename L::T* src = w + r * ldw;
+    float* dst = out + r * k;
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) _mm256_storeu_ps(dst + i, L::load(src + i));
+    for (; i < k; ++i) dst[i] = L::one(src + i);
+  }
+}
+
+// Prefill: each 48-row panel widened to f32 once per K block and reused by
+// every 4-row group of activations. f32 weights are read in place.
+template <class L>
+void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
+          float* panel) {
+  if (M <= kGemvMaxRows) return gemv<L>(x, M, w, K, N, n0, n1, y);
+  const int64_t kc = k_block(K, kMaxKc);
+  constexpr bool in_place = sizeof(typename L::T) == sizeof(float);
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      const float* p;
+      int64_t ldp;
+      if constexpr (in_place) {
+        p = reinterpret_cast<const float*>(w) + nb * K + k0;
+        ldp = K;
+      } else {
+        widen_panel<L>(w + nb * K + k0, K, rows, kl, panel);
+        p = panel;
+        ldp = kl;
+      }
+      for (int64_t m = 0; m < M; m += 4) {
+        const int64_t mr = min64(4, M - m);
+        const int64_t step = tile_rows(static_cast<int>(mr));
+        for (int64_t r = 0; r < rows; r += step)
+          tile_of<LoadF32>(mr, min64(step, rows - r))(x + m * K + k0, K, p + r * ldp, ldp, kl, y + m * N + nb + r, N, k0 > 0);
+      }
+    }
+  }
+}
+
+// Quantised weights, decode: per block of 32, the codes become signed
+// bytes (q8: code - 128; q4: nibble - 8) and meet the int8 activations in
+// vpmaddubsw, which multiplies unsigned by signed bytes: |w| times x with
+// w's sign moved onto x. |w| <= 127 and |x| <= 127 keep each pair sum
+// (<= 32258) clear of the int16 saturation. The int32 block sums are
+// scaled by dx * dw and accumulated in f32, as the AVX-512 VNNI tiles do.
+template <int MR, int NR, bool Q4>
+void quant_tile(const int8_t* xq, const float* xs, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws,
+                int64_t ldws, float* y, int64_t ldy) {
+  const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8),
+                flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256 acc[MR][NR];
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int n = 0; n < NR; ++n) acc[m][n] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < K / 32; ++b) {
+    __m256i wv[NR], wabs[NR];
+    float dw[NR];
+#pragma GCC unroll 4
+    for (int n = 0; n < NR; ++n) {
+      if constexpr (Q4) {
+        // Bytes of a 64-weight group: low nibbles are its even block, high its odd one.
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + (b / 2) * 32));
+        const __m256i codes = b % 2 ? _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4) : _mm256_and_si256(bytes, low4);
+        wv[n] = _mm256_sub_epi8(codes, eight);
+      } else {
+        wv[n] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b * 32)), flip);
+      }
+      wabs[n] = _mm256_abs_epi8(wv[n]);
+      dw[n] = f16_to_f32(ws[n * ldws + b]);
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + b * 32));
+      const float dx = xs[m * (K / 4) + b * 8];
+#pragma GCC unroll 4
+      for (int n = 0; n < NR; ++n) {
+        const __m256i pairs = _mm256_maddubs_epi16(wabs[n], _mm256_sign_epi8(xv, wv[n]));
+        const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones16));
+        acc[m][n] = _mm256_fmadd_ps(sums, _mm256_set1_ps(dx * dw[n]), acc[m][n]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 4
+    for (int n = 0; n < NR; ++n) y[m * ldy + n] = hsum(acc[m][n]);
+}
+
+constexpr int quant_tile_rows(int mr) { return mr == 1 ? 4 : mr == 2 ? 3 : 2; }
+
+using QuantTile = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, int64_t, const uint16_t*, int64_t, float*,
+                           int64_t);
+template <bool Q4, int MR>
+constexpr QuantTile quant_tile_row[4] = {quant_tile<MR, 1, Q4>, quant_tile<MR, 2, Q4>, quant_tile<MR, 3, Q4>,
+                                         quant_tile<MR, 4, Q4>};
+template <bool Q4>
+QuantTile quant_tile_of(int64_t mr, int64_t nr) {
+  switch (mr) {
+    case 1: return quant_tile_row<Q4, 1>[nr - 1];
+    case 2: return quant_tile_row<Q4, 2>[nr - 1];
+    case 3: return quant_tile_row<Q4, 3>[nr - 1];
+    default: return quant_tile_row<Q4, 4>[nr - 1];
+  }
+}
+
+template <bool Q4>
+void quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  const int64_t K = w.cols, N = w.rows, ldw = Q4 ? K / 2 : K, ldws = K / 32;
+  const auto* wq = static_cast<const uint8_t*>(w.data);
+  const int64_t step = quant_tile_rows(static_cast<int>(M));
+  for (int64_t n = n0; n < n1; n += step)
+    quant_tile_of<Q4>(M, min64(step, n1 - n))(xq, xs, K, wq + n * ldw, ldw, w.scales + n * ldws, ldws, y + n, N);
+}
+
+// Quantised weights, prefill: each 48-row panel dequantised to f32 once per
+// K block (d * (q - offset), as dequantize_row) and reused by every 4-row
+// group of f32 activations.
+void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws, int64_t rows, int64_t k0,
+                      int64_t kl, float* out) {
+  const __m128i low4 = _mm_set1_epi8(0x0f);
+  const __m256i offset = _mm256_set1_epi32(q == Quant::Q4_0 ? 8 : 128);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = k0 / 32; b < (k0 + kl) / 32; ++b) {
+      __m128i codes[2];
+      if (q == Quant::Q4_0) {
+        const __m128i* group = reinterpret_cast<const __m128i*>(w + r * ldw + (b / 2) * 32);
+        for (int h = 0; h < 2; ++h) {
+          const __m128i bytes = _mm_loadu_si128(group + h);
+          codes[h] = b % 2 ? _mm_and_si128(_mm_srli_epi16(bytes, 4), low4) : _mm_and_si128(bytes, low4);
+        }
+      } else {
+        codes[0] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + b * 32));
+        codes[1] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + b * 32 + 16));
+      }
+      const __m256 d = _mm256_set1_ps(f16_to_f32(ws[r * ldws + b]));
+      float* dst = out + r * kl + (b * 32 - k0);
+      for (int h = 0; h < 2; ++h) {
+        const __m128i c = codes[h];
+        const __m256i lo = _mm256_sub_epi32(_mm256_cvtepu8_epi32(c), offset);
+        const __m256i hi = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)), offset);
+        _mm256_storeu_ps(dst + 16 * h, _mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)));
+        _mm256_storeu_ps(dst + 16 * h + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)));
+      }
+    }
+  }
+}
+
+void quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+  const int64_t K = w.cols, N = w.rows, ldw = quant_row_bytes(w.quant, K), ldws = K / 32;
+  const auto* wq = static_cast<const uint8_t*>(w.data);
+  // Whole 32-weight blocks per K block (k_block rounds to 8; K is a multiple of 64).
+  const int64_t blocks = (K + kMaxKc - 1) / kMaxKc;
+  const int64_t kc = min64(kMaxKc, ((K + blocks - 1) / blocks + 31) / 32 * 32);
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      dequantize_panel(w.quant, wq + nb * ldw, ldw, w.scales + nb * ldws, ldws, rows, k0, kl, panel);
+      for (int64_t m = 0; m < M; m += 4) {
+        const int64_t mr = min64(4, M - m);
+        const int64_t step = tile_rows(static_cast<int>(mr));
+        for (int64_t r = 0; r < rows; r += step)
+          tile_of<LoadF32>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * kl, kl, kl, y + m * N + nb + r, N, k0 > 0);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void avx2_quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  if (w.quant == Quant::Q4_0) return quant_gemv<true>(xq, xs, M, w, n0, n1, y);
+  quant_gemv<false>(xq, xs, M, w, n0, n1, y);
+}
+
+void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+  quant_gemm(x, M, w, n0, n1, y, panel);
+}
+
+void avx2_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+  const int64_t K = w.cols, N = w.rows;
+  switch (w.dtype) {
+    case DType::BF16: return gemm<LoadBF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y, panel);
+    case DType::F16: return gemm<LoadF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y, panel);
+    default: return gemm<LoadF32>(x, M, static_cast<const float*>(w.data), K, N, n0, n1, y, panel);
+  }
+}
+
+}  // namespace jetmoe::ops::kernels
+
+#pragma GCC pop_options
