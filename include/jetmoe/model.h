@@ -113,6 +113,9 @@ class JetMoeModel {
   // The final normed states [N, D] of a ragged batch. The cache's `length`
   // is neither used nor changed: each row's length is the caller's to track.
   Tensor forward_batch(const TokenBatch& batch, KVCache& cache, ForwardStats* stats = nullptr) const;
+  // The same into `hidden`, whose buffers are reused: with them and the
+  // calling thread's scratch grown, a decode step allocates nothing.
+  void forward_batch(const TokenBatch& batch, KVCache& cache, Tensor& hidden, ForwardStats* stats = nullptr) const;
 
  private:
   struct TokenLayout;
@@ -124,6 +127,7 @@ class JetMoeModel {
   LoadOptions options_;
   std::unique_ptr<ops::ThreadPool> pool_;
   std::unique_ptr<ModelWeights> weights_;
+  std::vector<float> rope_inv_freq_;
 };
 
 struct CausalLMOutput {
@@ -151,6 +155,10 @@ class JetMoeForCausalLM {
   // (the last token of each sequence that samples next, typically).
   Tensor forward_batch(const TokenBatch& batch, KVCache& cache, const std::vector<int64_t>& logit_rows,
                        ForwardStats* stats = nullptr) const;
+  // The same into `logits`, whose buffers are reused: the allocation-free
+  // decode step of serving and benchmarks.
+  void forward_batch(const TokenBatch& batch, KVCache& cache, const std::vector<int64_t>& logit_rows, Tensor& logits,
+                     ForwardStats* stats = nullptr) const;
   // lm_head applied to final normed states [N, D] -> [N, V].
   void lm_head(const float* hidden, int64_t rows, float* logits) const;
 

@@ -38,12 +38,23 @@ void JetMoeForCausalLM::lm_head(const float* hidden, int64_t rows, float* logits
 
 Tensor JetMoeForCausalLM::forward_batch(const TokenBatch& batch, KVCache& cache, const std::vector<int64_t>& logit_rows,
                                         ForwardStats* stats) const {
+  Tensor logits;
+  forward_batch(batch, cache, logit_rows, logits, stats);
+  return logits;
+}
+
+void JetMoeForCausalLM::forward_batch(const TokenBatch& batch, KVCache& cache, const std::vector<int64_t>& logit_rows,
+                                      Tensor& logits, ForwardStats* stats) const {
   const int64_t D = config().hidden_size, V = config().vocab_size;
-  const Tensor h = model_->forward_batch(batch, cache, stats);
+  // Per calling thread and grown only, like the model's own scratch.
+  thread_local Tensor h;
+  thread_local std::vector<float> rows;
+  model_->forward_batch(batch, cache, h, stats);
   const int64_t N = h.shape[0], R = static_cast<int64_t>(logit_rows.size());
-  Tensor logits({R, V});
-  if (R == 0) return logits;
-  std::vector<float> rows(static_cast<size_t>(R * D));
+  logits.shape.assign({R, V});
+  logits.data.resize(static_cast<size_t>(R * V));
+  if (R == 0) return;
+  rows.resize(static_cast<size_t>(R * D));
   for (int64_t r = 0; r < R; ++r) {
     const int64_t n = logit_rows[static_cast<size_t>(r)];
     if (n < 0 || n >= N)
@@ -52,7 +63,6 @@ Tensor JetMoeForCausalLM::forward_batch(const TokenBatch& batch, KVCache& cache,
   }
   if (stats) stats->weight_bytes += ops::weight_bytes(*lm_head_);
   lm_head(rows.data(), R, logits.data.data());
-  return logits;
 }
 
 CausalLMOutput JetMoeForCausalLM::forward(const ModelInput& input, KVCache* cache, const ForwardOptions& options,

@@ -121,6 +121,7 @@ JetMoeModel::JetMoeModel(std::shared_ptr<ModelFiles> files, JetMoeConfig config,
   pool_ = std::make_unique<ops::ThreadPool>(options.num_threads);
   weights_ = std::make_unique<ModelWeights>(bind_model_weights(*files_, config_));
   prepare_weights(*weights_, options_, *pool_, files_->description());
+  rope_inv_freq_ = ops::rope_inv_freq(config_.kv_channels, config_.rope_theta);
 }
 
 ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const {
@@ -136,10 +137,31 @@ JetMoeModel::~JetMoeModel() = default;
 struct JetMoeModel::TokenLayout {
   const int32_t* ids = nullptr;
   int64_t num_tokens = 0;
-  std::vector<int64_t> rows, cache_positions, rope_positions;
+  const int64_t* rows = nullptr;
+  const int64_t* cache_positions = nullptr;
+  const int64_t* rope_positions = nullptr;
   // Rectangular calls report hidden states as [B, T, D].
   int64_t batch = 0, seq_len = 0;
 };
+
+namespace {
+
+// The buffers of one forward call, kept per calling thread and only ever
+// grown, so that a steady decode loop allocates nothing (checked by
+// tests/test_decode_allocations.cpp).
+struct ForwardScratch {
+  std::vector<int64_t> rows, cache_positions, rope_positions;
+  std::vector<float> cos, sin, x, normed, y, router_logits, q, attn, kv;
+  Routing routing;
+  MoeScratch moe;
+};
+
+ForwardScratch& forward_scratch() {
+  thread_local ForwardScratch scratch;
+  return scratch;
+}
+
+}  // namespace
 
 BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const ForwardOptions& options) const {
   const JetMoeConfig& c = config_;
@@ -161,20 +183,24 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
     }
   }
 
+  ForwardScratch& scratch = forward_scratch();
+  scratch.rows.resize(static_cast<size_t>(N));
+  scratch.cache_positions.resize(static_cast<size_t>(N));
+  scratch.rope_positions.resize(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) {
+    const auto i = static_cast<size_t>(n);
+    scratch.rows[i] = n / T;
+    scratch.cache_positions[i] = past + n % T;
+    scratch.rope_positions[i] = in.position_ids.empty() ? past + n % T : in.position_ids[i];
+  }
   TokenLayout layout;
   layout.ids = in.input_ids.data();
   layout.num_tokens = N;
   layout.batch = B;
   layout.seq_len = T;
-  layout.rows.resize(static_cast<size_t>(N));
-  layout.cache_positions.resize(layout.rows.size());
-  layout.rope_positions.resize(layout.rows.size());
-  for (int64_t n = 0; n < N; ++n) {
-    const auto i = static_cast<size_t>(n);
-    layout.rows[i] = n / T;
-    layout.cache_positions[i] = past + n % T;
-    layout.rope_positions[i] = in.position_ids.empty() ? past + n % T : in.position_ids[i];
-  }
+  layout.rows = scratch.rows.data();
+  layout.cache_positions = scratch.cache_positions.data();
+  layout.rope_positions = scratch.rope_positions.data();
   BaseModelOutput out;
   out.last_hidden_state = Tensor({B, T, c.hidden_size});
   run(layout, *cache, options, &out, out.last_hidden_state.data.data());
@@ -184,6 +210,12 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
 }
 
 Tensor JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, ForwardStats* stats) const {
+  Tensor hidden;
+  forward_batch(batch, cache, hidden, stats);
+  return hidden;
+}
+
+void JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, Tensor& hidden, ForwardStats* stats) const {
   const JetMoeConfig& c = config_;
   const int64_t N = static_cast<int64_t>(batch.token_ids.size());
   if (N == 0) throw Error("forward_batch: the batch holds no tokens");
@@ -193,9 +225,10 @@ Tensor JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, Forwa
   if (cache.num_layers != c.num_hidden_layers || cache.kv_dim != c.num_key_value_heads * c.kv_channels)
     throw Error("KV cache was made for a different model shape");
   const int64_t max_pos = std::min<int64_t>(cache.capacity, c.max_position_embeddings);
-  TokenLayout layout;
-  layout.ids = batch.token_ids.data();
-  layout.num_tokens = N;
+  ForwardScratch& scratch = forward_scratch();
+  scratch.rows.clear();
+  scratch.cache_positions.clear();
+  scratch.rope_positions.clear();
   for (int64_t n = 0; n < N; ++n) {
     const auto i = static_cast<size_t>(n);
     const int32_t id = batch.token_ids[i], s = batch.seq[i], p = batch.pos[i];
@@ -208,16 +241,22 @@ Tensor JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, Forwa
     if (p < 0 || p >= max_pos)
       throw Error("forward_batch: token " + std::to_string(n) + " at position " + std::to_string(p) + ", outside [0, " +
                   std::to_string(max_pos) + ") (KV-cache capacity and max_position_embeddings)");
-    layout.rows.push_back(s);
-    layout.cache_positions.push_back(p);
-    layout.rope_positions.push_back(p);
+    scratch.rows.push_back(s);
+    scratch.cache_positions.push_back(p);
+    scratch.rope_positions.push_back(p);
     cache.mask[static_cast<size_t>(s * cache.capacity + p)] = 1;
   }
-  Tensor normed({N, c.hidden_size});
+  TokenLayout layout;
+  layout.ids = batch.token_ids.data();
+  layout.num_tokens = N;
+  layout.rows = scratch.rows.data();
+  layout.cache_positions = scratch.cache_positions.data();
+  layout.rope_positions = scratch.rope_positions.data();
+  hidden.shape.assign({N, c.hidden_size});
+  hidden.data.resize(static_cast<size_t>(N * c.hidden_size));
   ForwardOptions options;
   options.stats = stats;
-  run(layout, cache, options, nullptr, normed.data.data());
-  return normed;
+  run(layout, cache, options, nullptr, hidden.data.data());
 }
 
 void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOptions& options, BaseModelOutput* out,
@@ -228,16 +267,20 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
   const int64_t H = c.num_key_value_heads, d = c.kv_channels, Hd = H * d;
   ops::ThreadPool& pool = *pool_;
 
-  const std::vector<float> inv_freq = ops::rope_inv_freq(d, c.rope_theta);
-  std::vector<float> cos(static_cast<size_t>(N * d / 2)), sin(cos.size());
+  ForwardScratch& scratch = forward_scratch();
+  std::vector<float>& cos = scratch.cos;
+  std::vector<float>& sin = scratch.sin;
+  cos.resize(static_cast<size_t>(N * d / 2));
+  sin.resize(cos.size());
   for (int64_t n = 0; n < N; ++n)
-    ops::rope_cos_sin(inv_freq, layout.rope_positions[static_cast<size_t>(n)], &cos[static_cast<size_t>(n * d / 2)],
+    ops::rope_cos_sin(rope_inv_freq_, layout.rope_positions[n], &cos[static_cast<size_t>(n * d / 2)],
                       &sin[static_cast<size_t>(n * d / 2)]);
 
   ops::Activation act{};
   ops::parse_activation(c.activation_function, &act);
 
-  std::vector<float> x(static_cast<size_t>(N * D));
+  std::vector<float>& x = scratch.x;
+  x.resize(static_cast<size_t>(N * D));
   for (int64_t n = 0; n < N; ++n) ops::weight_row_to_f32(weights_->embed_tokens, layout.ids[n], &x[static_cast<size_t>(n * D)]);
 
   auto snapshot = [&](const std::vector<float>& v, std::vector<int64_t> shape) {
@@ -252,16 +295,26 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
   int64_t kv_positions = 0;
   if (options.stats) {
     if (layout.batch > 0) {
-      kv_positions = layout.batch * (layout.cache_positions.back() + 1);
+      kv_positions = layout.batch * (layout.cache_positions[N - 1] + 1);
     } else {
-      for (int64_t p : layout.cache_positions) kv_positions += p + 1;
+      for (int64_t n = 0; n < N; ++n) kv_positions += layout.cache_positions[n] + 1;
     }
   }
 
-  std::vector<float> normed(x.size()), y(x.size()), router_logits(static_cast<size_t>(N * E));
-  std::vector<float> q(static_cast<size_t>(N * K * Hd)), attn(q.size()), kv(static_cast<size_t>(N * 2 * Hd));
-  Routing routing;
-  MoeScratch scratch;
+  std::vector<float>& normed = scratch.normed;
+  std::vector<float>& y = scratch.y;
+  std::vector<float>& router_logits = scratch.router_logits;
+  std::vector<float>& q = scratch.q;
+  std::vector<float>& attn = scratch.attn;
+  std::vector<float>& kv = scratch.kv;
+  normed.resize(x.size());
+  y.resize(x.size());
+  router_logits.resize(static_cast<size_t>(N * E));
+  q.resize(static_cast<size_t>(N * K * Hd));
+  attn.resize(q.size());
+  kv.resize(static_cast<size_t>(N * 2 * Hd));
+  Routing& routing = scratch.routing;
+  MoeScratch& moe = scratch.moe;
   const int64_t cap = cache.capacity;
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -273,7 +326,7 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
     ops::matmul(pool, normed.data(), N, w.attention_router, router_logits.data());
     keep_router_logits(router_logits);
     route_tokens(router_logits.data(), N, E, K, &routing);
-    moa_map(pool, normed.data(), routing, w.attention_input, q.data(), scratch);
+    moa_map(pool, normed.data(), routing, w.attention_input, q.data(), moe);
     ops::matmul(pool, normed.data(), N, w.kv_proj, kv.data());
     for (int64_t n = 0; n < N; ++n) {
       const auto i = static_cast<size_t>(n);
@@ -286,8 +339,8 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
       std::copy_n(k + Hd, Hd, cache.value_at(l, layout.rows[i], layout.cache_positions[i]));
     }
     const ops::KVView view{cache.key_at(l, 0, 0), cache.value_at(l, 0, 0), cache.mask.data(), cap, H};
-    ops::attention(pool, q.data(), N, layout.rows.data(), layout.cache_positions.data(), K * H, d, view, attn.data());
-    moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), scratch);
+    ops::attention(pool, q.data(), N, layout.rows, layout.cache_positions, K * H, d, view, attn.data());
+    moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), moe);
     if (options.stats) {
       options.stats->weight_bytes += ops::weight_bytes(w.attention_router) + ops::weight_bytes(w.kv_proj) +
                                      routed_bytes(routing, w.attention_input, w.attention_output);
@@ -300,7 +353,7 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
     ops::matmul(pool, normed.data(), N, w.mlp_router, router_logits.data());
     keep_router_logits(router_logits);
     route_tokens(router_logits.data(), N, E, K, &routing);
-    moe_mlp(pool, normed.data(), routing, w.mlp_input, w.mlp_output, act, w.mlp_bias, y.data(), scratch);
+    moe_mlp(pool, normed.data(), routing, w.mlp_input, w.mlp_output, act, w.mlp_bias, y.data(), moe);
     if (options.stats)
       options.stats->weight_bytes += ops::weight_bytes(w.mlp_router) + routed_bytes(routing, w.mlp_input, w.mlp_output);
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];

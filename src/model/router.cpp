@@ -18,8 +18,9 @@ void route_tokens(const float* logits, int64_t rows, int64_t E, int64_t K, Routi
   for (int32_t e : r->expert) ++r->offsets[static_cast<size_t>(e) + 1];
   for (int64_t e = 0; e < E; ++e) r->offsets[static_cast<size_t>(e + 1)] += r->offsets[static_cast<size_t>(e)];
   r->slots.resize(static_cast<size_t>(rows * K));
-  std::vector<int64_t> fill(r->offsets.begin(), r->offsets.end() - 1);
-  for (int64_t s = 0; s < rows * K; ++s) r->slots[static_cast<size_t>(fill[static_cast<size_t>(r->expert[static_cast<size_t>(s)])]++)] = s;
+  r->next_slot.assign(r->offsets.begin(), r->offsets.end() - 1);
+  for (int64_t s = 0; s < rows * K; ++s)
+    r->slots[static_cast<size_t>(r->next_slot[static_cast<size_t>(r->expert[static_cast<size_t>(s)])]++)] = s;
 }
 
 }  // namespace jetmoe

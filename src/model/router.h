@@ -15,6 +15,7 @@ struct Routing {
   // in increasing row order.
   std::vector<int64_t> offsets;  // [num_experts + 1]
   std::vector<int64_t> slots;    // [rows * top_k]
+  std::vector<int64_t> next_slot;  // scratch for grouping, kept so routing never allocates once grown
 };
 
 // transformers' JetMoeTopKGating: top-k of the router logits [rows, E],
