@@ -55,13 +55,18 @@ Run run_once(const JetMoeForCausalLM& lm, const std::vector<int32_t>& prompt, in
   CausalLMOutput out = lm.forward(ModelInput::from_ids({prompt}), &cache, {}, nullptr, /*logits_last_only=*/true);
   int32_t next = argmax(out.logits.data.data(), c.vocab_size);
   r.prefill_s = seconds_since(t0);
+  // Decode through the allocation-free step (the server's): one token into
+  // row 0 at the next position, logits into a reused tensor.
   ForwardStats stats;
-  ForwardOptions options;
-  options.stats = &stats;
+  TokenBatch step{{next}, {0}, {static_cast<int32_t>(prompt.size())}};
+  const std::vector<int64_t> logit_row = {0};
+  Tensor logits;
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < new_tokens; ++i) {
-    out = lm.forward(ModelInput::from_ids({{next}}), &cache, options, nullptr, true);
-    next = argmax(out.logits.data.data(), c.vocab_size);
+    step.token_ids[0] = next;
+    lm.forward_batch(step, cache, logit_row, logits, &stats);
+    next = argmax(logits.data.data(), c.vocab_size);
+    ++step.pos[0];
   }
   r.decode_s = seconds_since(t0);
   r.bytes_per_token = static_cast<double>(stats.weight_bytes + stats.kv_bytes) / static_cast<double>(new_tokens);

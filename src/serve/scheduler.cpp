@@ -183,9 +183,9 @@ void Scheduler::step() {
   }
   metrics_.batch(static_cast<int64_t>(advanced.size()), static_cast<int64_t>(batch.token_ids.size()));
 
-  Tensor logits;
+  Tensor& logits = logits_;
   try {
-    logits = model_.forward_batch(batch, cache_, logit_rows);
+    model_.forward_batch(batch, cache_, logit_rows, logits);
   } catch (const std::exception& e) {
     for (auto& [s, n] : advanced) {
       s->req->push(Event{s->choice, "", {}, FinishReason::Cancelled, std::string("generation failed: ") + e.what()});

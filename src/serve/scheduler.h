@@ -78,6 +78,7 @@ class Scheduler {
   std::vector<int32_t> free_slots_;
   TokenBatch batch_;
   std::vector<int64_t> logit_rows_;
+  Tensor logits_;
   std::vector<Sequence*> sampled_;
   std::vector<std::pair<Sequence*, int64_t>> advanced_;  // sequence, tokens fed this pass
   std::vector<float> scores_, logprobs_;
