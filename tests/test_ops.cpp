@@ -614,6 +614,36 @@ TEST(Ops, AttentionAcrossKeyBlocksAndHeadSizes) {
   }
 }
 
+// A 16-bit cache: the kernels widen what is stored, so they must match the
+// reference computed on the rounded keys and values as tightly as f32 does.
+TEST(Ops, AttentionReadsSixteenBitCaches) {
+  const int64_t B = 2, T = 19, Hq = 4, Hkv = 2, past = 14, capacity = 40;
+  for (DType dtype : {DType::F16, DType::BF16})
+    for (int64_t d : {8, 20, 128}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dtype) << " head_dim " << d);
+      std::mt19937 rng(static_cast<unsigned>(d) + 7);
+      std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
+      std::vector<float> q(static_cast<size_t>(B * T * Hq * d)), keys(static_cast<size_t>(B * capacity * Hkv * d)),
+          values(keys.size());
+      for (auto& v : q) v = uni(rng);
+      std::vector<uint16_t> k16(keys.size()), v16(keys.size());
+      for (size_t i = 0; i < keys.size(); ++i) {
+        k16[i] = dtype == DType::F16 ? f32_to_f16(uni(rng)) : f32_to_bf16(uni(rng));
+        v16[i] = dtype == DType::F16 ? f32_to_f16(uni(rng)) : f32_to_bf16(uni(rng));
+        keys[i] = dtype == DType::F16 ? f16_to_f32(k16[i]) : bf16_to_f32(k16[i]);
+        values[i] = dtype == DType::F16 ? f16_to_f32(v16[i]) : bf16_to_f32(v16[i]);
+      }
+      std::vector<int32_t> mask(static_cast<size_t>(B * capacity), 1);
+      for (int64_t s : {2, 9, 10}) mask[static_cast<size_t>(s)] = 0;
+      const std::vector<double> ref = attention_reference(q, B, T, Hq, d, keys, values, mask, capacity, Hkv, past);
+      ThreadPool pool(2);
+      std::vector<float> out(q.size(), 12345.0f);
+      attention(pool, q.data(), B, T, Hq, d, KVView{k16.data(), v16.data(), mask.data(), capacity, Hkv, dtype}, past,
+                out.data());
+      for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-6) << "element " << i;
+    }
+}
+
 TEST(Ops, AttentionSingleKeyAndUniform) {
   // One query, past = 0: it attends only to itself, whatever the scores.
   ThreadPool pool(1);

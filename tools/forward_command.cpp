@@ -22,7 +22,7 @@ namespace jetmoe::cli {
 namespace {
 
 struct ForwardArgs {
-  std::string model, input, output, task, chunks, weights = "bf16", compute = "f32";
+  std::string model, input, output, task, chunks, weights = "bf16", compute = "f32", kv_dtype = "f32";
   bool hidden_states = false, router_logits = false, last_logits_only = false;
   int threads = 0;
 };
@@ -104,6 +104,7 @@ void run_forward(const ForwardArgs& a) {
   load.num_threads = a.threads;
   load.weights = parse_weight_format(a.weights);
   load.compute = parse_compute_mode(a.compute);
+  load.kv_dtype = parse_kv_dtype(a.kv_dtype);
   std::unique_ptr<JetMoeModel> base = std::make_unique<JetMoeModel>(ModelFiles::open(a.model), config, load);
   std::unique_ptr<JetMoeForCausalLM> causal;
   std::unique_ptr<JetMoeForSequenceClassification> classifier;
@@ -126,7 +127,7 @@ void run_forward(const ForwardArgs& a) {
   std::vector<Tensor> hidden(a.hidden_states ? static_cast<size_t>(L + 1) : 0, Tensor({B, T, D}));
   std::vector<Tensor> routers(options.output_router_logits ? static_cast<size_t>(2 * L) : 0, Tensor({B * T, E}));
 
-  KVCache cache(config, B, T);
+  KVCache cache(config, B, T, load.kv_dtype);
   int64_t start = 0;
   for (const int64_t c : chunks) {
     ModelInput part;
@@ -221,6 +222,7 @@ void add_forward_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--weights", args->weights, "bf16 (as stored), q8_0 or q4_0 (quantised at load)")->capture_default_str();
   cmd->add_option("--compute", args->compute, "f32 (exact) or bf16 (activations rounded to bf16, faster)")->capture_default_str();
+  cmd->add_option("--kv-dtype", args->kv_dtype, "KV cache: f32 (exact), f16 or bf16 (rounded, half the memory)")->capture_default_str();
   cmd->callback([args] { run_forward(*args); });
 }
 

@@ -36,6 +36,7 @@ LoadOptions ModelOptions::load_options() const {
   o.num_threads = threads;
   o.weights = parse_weight_format(weights);
   o.compute = parse_compute_mode(compute);
+  o.kv_dtype = parse_kv_dtype(kv_dtype);
   return o;
 }
 
@@ -51,6 +52,10 @@ void add_model_options(CLI::App* cmd, ModelOptions& o) {
       ->capture_default_str();
   cmd->add_option("--compute", o.compute, "f32 (exact) or bf16 (activations rounded to bf16: faster, approximate)")
       ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--kv-dtype", o.kv_dtype,
+                  "KV cache: f32 (exact), f16 or bf16 (rounded: half the memory and the bytes attention reads)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->capture_default_str();
 }
 

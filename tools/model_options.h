@@ -1,6 +1,6 @@
 #pragma once
 // The flags every command that runs a model shares (--model, --threads,
-// --weights, --compute), and where a left-out --model leads: the demo model
+// --weights, --compute, --kv-dtype), and where a left-out --model leads: the demo model
 // shipped with the repository.
 #include <string>
 
@@ -15,6 +15,7 @@ struct ModelOptions {
   int threads = 0;
   std::string weights = "bf16";  // bf16 (as stored), q8_0, q4_0
   std::string compute = "f32";   // f32 (exact), bf16
+  std::string kv_dtype = "f32";  // f32 (exact), f16, bf16
 
   // The folder to load: --model resolved (folder, file or Hugging Face repo
   // id in the local cache), or the demo model.

@@ -87,7 +87,8 @@ void run_serve(ServeArgs& a) {
     }
     const JetMoeConfig& c = m.model->config();
     const int64_t ctx = context_size(o, c);
-    const double kv_mb = static_cast<double>(o.max_batch * ctx * c.num_hidden_layers * 2 * c.num_key_value_heads * c.kv_channels * 4) / 1e6;
+    const double kv_mb = static_cast<double>(o.max_batch * ctx * c.num_hidden_layers * 2 * c.num_key_value_heads * c.kv_channels *
+                                            static_cast<int64_t>(dtype_size(m.model->model().load_options().kv_dtype))) / 1e6;
     std::cerr << "jetmoe serve: model '" << m.model_id << "' from " << dir << "; " << o.max_batch << " slots x " << ctx
               << " positions (KV cache " << kv_mb << " MB)" << (m.chat_template ? "" : "; no chat template: /v1/chat/completions disabled")
               << std::endl;

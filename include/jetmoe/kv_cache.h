@@ -3,27 +3,32 @@
 #include <vector>
 
 #include "jetmoe/config.h"
+#include "jetmoe/tensor.h"
 
 namespace jetmoe {
 
 // Keys and values of every layer for a batch of sequences, preallocated for
 // `capacity` positions so that decoding never allocates. Keys are stored
-// after rotary embedding, in float32. The cache also remembers the attention
-// mask of the tokens it holds, so a step may leave its mask out.
+// after rotary embedding, as float32 (exact, the default) or rounded to a
+// 16-bit float (F16 or BF16: half the memory and the bytes attention reads).
+// The cache also remembers the attention mask of the tokens it holds, so a
+// step may leave its mask out.
 struct KVCache {
-  KVCache(const JetMoeConfig& config, int64_t batch_size, int64_t capacity);
+  KVCache(const JetMoeConfig& config, int64_t batch_size, int64_t capacity, DType dtype = DType::F32);
 
   int64_t num_layers = 0;
   int64_t batch_size = 0;
   int64_t capacity = 0;
   int64_t kv_dim = 0;   // num_key_value_heads * kv_channels
   int64_t length = 0;   // positions filled so far (same for every row)
-  std::vector<float> keys;    // [layer][batch][capacity][kv_dim]
-  std::vector<float> values;  // same layout
+  DType dtype = DType::F32;   // of keys and values: F32, F16 or BF16
+  std::vector<uint8_t> keys;    // [layer][batch][capacity][kv_dim] elements of dtype
+  std::vector<uint8_t> values;  // same layout
   std::vector<int32_t> mask;  // [batch][capacity], 1 = real token
 
-  float* key_at(int64_t layer, int64_t b, int64_t pos) { return &keys[static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim)]; }
-  float* value_at(int64_t layer, int64_t b, int64_t pos) { return &values[static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim)]; }
+  size_t element_size() const { return dtype == DType::F32 ? 4 : 2; }
+  void* key_at(int64_t layer, int64_t b, int64_t pos) { return &keys[offset(layer, b, pos)]; }
+  void* value_at(int64_t layer, int64_t b, int64_t pos) { return &values[offset(layer, b, pos)]; }
   void clear() { length = 0; }
 
   // Keeps the rows `rows`, in that order, repeats allowed: beam search
@@ -33,7 +38,10 @@ struct KVCache {
   void select_rows(const std::vector<int64_t>& rows);
 
  private:
-  std::vector<float> spare_keys_, spare_values_;
+  size_t offset(int64_t layer, int64_t b, int64_t pos) const {
+    return static_cast<size_t>(((layer * batch_size + b) * capacity + pos) * kv_dim) * element_size();
+  }
+  std::vector<uint8_t> spare_keys_, spare_values_;
   std::vector<int32_t> spare_mask_;
 };
 

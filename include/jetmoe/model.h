@@ -32,11 +32,16 @@ struct LoadOptions {
   int num_threads = 0;  // 0 = all cores
   WeightFormat weights = WeightFormat::Native;
   ComputeMode compute = ComputeMode::F32;
+  // KV caches made for this model (by generate, serve, bench, forward): F32
+  // (exact), F16 or BF16 (half the memory and the bytes attention reads).
+  DType kv_dtype = DType::F32;
 };
 
-// "bf16" (= Native), "q8_0", "q4_0" / "f32", "bf16"; Error naming the value otherwise.
+// "bf16" (= Native), "q8_0", "q4_0" / "f32", "bf16" / "f32", "f16", "bf16";
+// Error naming the value otherwise.
 WeightFormat parse_weight_format(const std::string& name);
 ComputeMode parse_compute_mode(const std::string& name);
+DType parse_kv_dtype(const std::string& name);  // "f32", "f16", "bf16"
 
 // One forward call's inputs, Hugging Face style. `input_ids` holds the new
 // tokens [batch_size, seq_len]. `attention_mask` (1 = real token) is empty or

@@ -75,6 +75,13 @@ WeightFormat parse_weight_format(const std::string& name) {
   throw Error("--weights: '" + name + "', expected bf16, q8_0 or q4_0");
 }
 
+DType parse_kv_dtype(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "f16") return DType::F16;
+  if (name == "bf16") return DType::BF16;
+  throw Error("--kv-dtype: '" + name + "', expected f32, f16 or bf16");
+}
+
 ComputeMode parse_compute_mode(const std::string& name) {
   if (name == "f32") return ComputeMode::F32;
   if (name == "bf16") return ComputeMode::BF16;
@@ -172,7 +179,7 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
   // Without a cache the call still needs somewhere to keep this call's keys.
   std::unique_ptr<KVCache> local;
   if (!cache) {
-    local = std::make_unique<KVCache>(c, B, T);
+    local = std::make_unique<KVCache>(c, B, T, options_.kv_dtype);
     cache = local.get();
   }
   const int64_t cap = cache->capacity;
@@ -335,16 +342,16 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
       ops::apply_rope(&q[static_cast<size_t>(n * K * Hd)], K * H, d, cs, sn);
       float* k = &kv[static_cast<size_t>(n * 2 * Hd)];
       ops::apply_rope(k, H, d, cs, sn);
-      std::copy_n(k, Hd, cache.key_at(l, layout.rows[i], layout.cache_positions[i]));
-      std::copy_n(k + Hd, Hd, cache.value_at(l, layout.rows[i], layout.cache_positions[i]));
+      ops::from_f32(k, Hd, cache.dtype, cache.key_at(l, layout.rows[i], layout.cache_positions[i]));
+      ops::from_f32(k + Hd, Hd, cache.dtype, cache.value_at(l, layout.rows[i], layout.cache_positions[i]));
     }
-    const ops::KVView view{cache.key_at(l, 0, 0), cache.value_at(l, 0, 0), cache.mask.data(), cap, H};
+    const ops::KVView view{cache.key_at(l, 0, 0), cache.value_at(l, 0, 0), cache.mask.data(), cap, H, cache.dtype};
     ops::attention(pool, q.data(), N, layout.rows, layout.cache_positions, K * H, d, view, attn.data());
     moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), moe);
     if (options.stats) {
       options.stats->weight_bytes += ops::weight_bytes(w.attention_router) + ops::weight_bytes(w.kv_proj) +
                                      routed_bytes(routing, w.attention_input, w.attention_output);
-      options.stats->kv_bytes += kv_positions * 2 * Hd * static_cast<int64_t>(sizeof(float));
+      options.stats->kv_bytes += kv_positions * 2 * Hd * static_cast<int64_t>(cache.element_size());
     }
     for (size_t i = 0; i < x.size(); ++i) x[i] += y[i];
 

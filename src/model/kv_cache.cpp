@@ -6,16 +6,19 @@
 
 namespace jetmoe {
 
-KVCache::KVCache(const JetMoeConfig& config, int64_t batch, int64_t cap)
+KVCache::KVCache(const JetMoeConfig& config, int64_t batch, int64_t cap, DType type)
     : num_layers(config.num_hidden_layers),
       batch_size(batch),
       capacity(cap),
-      kv_dim(config.num_key_value_heads * config.kv_channels) {
+      kv_dim(config.num_key_value_heads * config.kv_channels),
+      dtype(type) {
   if (batch <= 0 || cap <= 0)
     throw Error("KVCache: batch size " + std::to_string(batch) + " and capacity " + std::to_string(cap) + " must be positive");
-  const size_t n = static_cast<size_t>(num_layers * batch_size * capacity * kv_dim);
-  keys.assign(n, 0.0f);
-  values.assign(n, 0.0f);
+  if (type != DType::F32 && type != DType::F16 && type != DType::BF16)
+    throw Error(std::string("KVCache: dtype ") + dtype_name(type) + ", expected F32, F16 or BF16");
+  const size_t n = static_cast<size_t>(num_layers * batch_size * capacity * kv_dim) * element_size();
+  keys.assign(n, 0);
+  values.assign(n, 0);
   mask.assign(static_cast<size_t>(batch_size * capacity), 0);
 }
 
@@ -30,9 +33,9 @@ void KVCache::select_rows(const std::vector<int64_t>& rows) {
     identity = identity && r == i;
   }
   if (identity) return;
-  const size_t row_floats = static_cast<size_t>(capacity * kv_dim);
-  const size_t used_floats = static_cast<size_t>(length * kv_dim);
-  const size_t n = static_cast<size_t>(num_layers * new_batch) * row_floats;
+  const size_t row_bytes = static_cast<size_t>(capacity * kv_dim) * element_size();
+  const size_t used_bytes = static_cast<size_t>(length * kv_dim) * element_size();
+  const size_t n = static_cast<size_t>(num_layers * new_batch) * row_bytes;
   // Only grow the spare buffers: shrinking and growing back each step would
   // allocate.
   if (spare_keys_.size() < n) {
@@ -42,10 +45,10 @@ void KVCache::select_rows(const std::vector<int64_t>& rows) {
   spare_mask_.resize(static_cast<size_t>(new_batch * capacity));
   for (int64_t l = 0; l < num_layers; ++l) {
     for (int64_t i = 0; i < new_batch; ++i) {
-      const size_t src = static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_floats;
-      const size_t dst = static_cast<size_t>(l * new_batch + i) * row_floats;
-      std::copy_n(keys.begin() + static_cast<std::ptrdiff_t>(src), used_floats, spare_keys_.begin() + static_cast<std::ptrdiff_t>(dst));
-      std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(src), used_floats, spare_values_.begin() + static_cast<std::ptrdiff_t>(dst));
+      const size_t src = static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_bytes;
+      const size_t dst = static_cast<size_t>(l * new_batch + i) * row_bytes;
+      std::copy_n(keys.begin() + static_cast<std::ptrdiff_t>(src), used_bytes, spare_keys_.begin() + static_cast<std::ptrdiff_t>(dst));
+      std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(src), used_bytes, spare_values_.begin() + static_cast<std::ptrdiff_t>(dst));
     }
   }
   for (int64_t i = 0; i < new_batch; ++i)

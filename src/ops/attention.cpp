@@ -5,30 +5,34 @@
 #include <vector>
 
 #include "ops/attention_kernels.h"
+#include "ops/convert.h"
 #include "ops/cpu_features.h"
 #include "ops/thread_pool.h"
 
 namespace jetmoe::ops {
 
-void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
-               int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
+namespace {
+
+// One cached element as f32.
+struct ReadF32 {
+  using T = float;
+  static float one(const float* p) { return *p; }
+};
+struct ReadF16 {
+  using T = uint16_t;
+  static float one(const uint16_t* p) { return f16_to_f32(*p); }
+};
+struct ReadBF16 {
+  using T = uint16_t;
+  static float one(const uint16_t* p) { return bf16_to_f32(*p); }
+};
+
+template <class R>
+void attention_portable(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
+                        int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
+  using T = typename R::T;
   const int64_t kv_stride = kv.num_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  if (cpu_features().avx2_fma && head_dim % 8 == 0) {
-    // One task per (token, KV head): the query heads h = i, i + H, ... that
-    // share KV head i read its keys and values together, once.
-    const int64_t H = kv.num_kv_heads;
-    pool.parallel_for(num_tokens * H, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t task = t0; task < t1; ++task) {
-        const int64_t n = task / H, i = task % H, b = rows[n];
-        const int64_t offset = (n * num_q_heads + i) * head_dim, groups = (num_q_heads - i + H - 1) / H;
-        const int64_t row = b * kv.capacity * kv_stride + i * head_dim;
-        kernels::avx2_attend_group(q + offset, H * head_dim, groups, kv.keys + row, kv.values + row, kv_stride,
-                                   kv.mask + b * kv.capacity, positions[n] + 1, head_dim, scale, out + offset);
-      }
-    });
-    return;
-  }
   const int64_t tasks = num_tokens * num_q_heads;
   pool.parallel_for(tasks, 4, [&](int64_t t0, int64_t t1) {
     thread_local std::vector<float> scores;
@@ -40,16 +44,17 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
       const float* qv = q + task * head_dim;
       float* o = out + task * head_dim;
       const int64_t visible = positions[n] + 1;
+      // Sized once per cache capacity, so decode does not allocate.
       if (scores.size() < static_cast<size_t>(kv.capacity)) scores.resize(static_cast<size_t>(kv.capacity));
       const int32_t* mask = kv.mask + b * kv.capacity;
-      const float* kbase = kv.keys + b * kv.capacity * kv_stride + kvh * head_dim;
-      const float* vbase = kv.values + b * kv.capacity * kv_stride + kvh * head_dim;
+      const T* kbase = static_cast<const T*>(kv.keys) + b * kv.capacity * kv_stride + kvh * head_dim;
+      const T* vbase = static_cast<const T*>(kv.values) + b * kv.capacity * kv_stride + kvh * head_dim;
       float mx = -INFINITY;
       for (int64_t s = 0; s < visible; ++s) {
         if (!mask[s]) continue;
-        const float* k = kbase + s * kv_stride;
+        const T* k = kbase + s * kv_stride;
         float dot = 0.0f;
-        for (int64_t i = 0; i < head_dim; ++i) dot += qv[i] * k[i];
+        for (int64_t i = 0; i < head_dim; ++i) dot += qv[i] * R::one(k + i);
         scores[static_cast<size_t>(s)] = dot * scale;
         mx = std::max(mx, scores[static_cast<size_t>(s)]);
       }
@@ -66,11 +71,40 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
       for (int64_t s = 0; s < visible; ++s) {
         if (!mask[s]) continue;
         const float p = scores[static_cast<size_t>(s)] * inv;
-        const float* v = vbase + s * kv_stride;
-        for (int64_t i = 0; i < head_dim; ++i) o[i] += p * v[i];
+        const T* v = vbase + s * kv_stride;
+        for (int64_t i = 0; i < head_dim; ++i) o[i] += p * R::one(v + i);
       }
     }
   });
+}
+
+}  // namespace
+
+void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
+               int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
+  if (cpu_features().avx2_fma && head_dim % 8 == 0) {
+    // One task per (token, KV head): the query heads h = i, i + H, ... that
+    // share KV head i read its keys and values together, once.
+    const int64_t H = kv.num_kv_heads, kv_stride = H * head_dim;
+    const size_t element = kv.dtype == DType::F32 ? 4 : 2;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    pool.parallel_for(num_tokens * H, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t task = t0; task < t1; ++task) {
+        const int64_t n = task / H, i = task % H, b = rows[n];
+        const int64_t offset = (n * num_q_heads + i) * head_dim, groups = (num_q_heads - i + H - 1) / H;
+        const size_t row = static_cast<size_t>(b * kv.capacity * kv_stride + i * head_dim) * element;
+        kernels::avx2_attend_group(q + offset, H * head_dim, groups, static_cast<const uint8_t*>(kv.keys) + row,
+                                   static_cast<const uint8_t*>(kv.values) + row, kv.dtype, kv_stride,
+                                   kv.mask + b * kv.capacity, positions[n] + 1, head_dim, scale, out + offset);
+      }
+    });
+    return;
+  }
+  switch (kv.dtype) {
+    case DType::F16: return attention_portable<ReadF16>(pool, q, num_tokens, rows, positions, num_q_heads, head_dim, kv, out);
+    case DType::BF16: return attention_portable<ReadBF16>(pool, q, num_tokens, rows, positions, num_q_heads, head_dim, kv, out);
+    default: return attention_portable<ReadF32>(pool, q, num_tokens, rows, positions, num_q_heads, head_dim, kv, out);
+  }
 }
 
 void attention(ThreadPool& pool, const float* q, int64_t batch, int64_t q_len, int64_t num_q_heads, int64_t head_dim,

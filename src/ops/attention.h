@@ -1,19 +1,23 @@
 #pragma once
 #include <cstdint>
 
+#include "jetmoe/tensor.h"
+
 namespace jetmoe::ops {
 
 class ThreadPool;
 
-// Where the keys and values live: row s of sequence b starts at
-// keys + (b * capacity + s) * num_kv_heads * head_dim; mask[b * capacity + s]
-// is 1 for a real token.
+// Where the keys and values live: row s of sequence b starts at element
+// (b * capacity + s) * num_kv_heads * head_dim of keys and values, which hold
+// `dtype` elements (F32, F16 or BF16); mask[b * capacity + s] is 1 for a real
+// token.
 struct KVView {
-  const float* keys;
-  const float* values;
+  const void* keys;
+  const void* values;
   const int32_t* mask;
   int64_t capacity;
   int64_t num_kv_heads;
+  DType dtype = DType::F32;
 };
 
 // Causal scaled-dot-product attention for a ragged batch: query token n

@@ -8,10 +8,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "jetmoe/tensor.h"
 #include "ops/attention_kernels.h"
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 
 namespace jetmoe::ops::kernels {
 
@@ -45,6 +46,22 @@ inline __m256 exp_nonpositive(__m256 x) {
   return _mm256_mul_ps(p, _mm256_castsi256_ps(two_n));
 }
 
+// Eight cached elements as f32.
+struct LoadF32 {
+  using T = float;
+  static __m256 load(const float* p) { return _mm256_loadu_ps(p); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m256 load(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m256 load(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+};
+
 inline float reduce_max(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -72,8 +89,9 @@ inline __m256 sum_each8(const __m256 a[kBlock]) {
 // of 8). Rows past `count` repeat the last one (their scores are masked off
 // later), so the loop has a fixed shape and the accumulators stay in
 // registers.
-inline __m256 dot8(const float* q, const float* k0, int64_t stride, int64_t count, int64_t head_dim) {
-  const float* rows[kBlock];
+template <class L>
+inline __m256 dot8(const float* q, const typename L::T* k0, int64_t stride, int64_t count, int64_t head_dim) {
+  const typename L::T* rows[kBlock];
 #pragma GCC unroll 8
   for (int i = 0; i < kBlock; ++i) rows[i] = k0 + (i < count ? i : count - 1) * stride;
   __m256 acc[kBlock];
@@ -82,24 +100,24 @@ inline __m256 dot8(const float* q, const float* k0, int64_t stride, int64_t coun
   for (int64_t c = 0; c < head_dim; c += 8) {
     const __m256 qv = _mm256_loadu_ps(q + c);
 #pragma GCC unroll 8
-    for (int i = 0; i < kBlock; ++i) acc[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(rows[i] + c), acc[i]);
+    for (int i = 0; i < kBlock; ++i) acc[i] = _mm256_fmadd_ps(qv, L::load(rows[i] + c), acc[i]);
   }
   return sum_each8(acc);
 }
 
 // o[0, CH*8) = o * alpha + sum over valid i of p[i] * v(i). The CH output
 // chunks stay in registers while the value rows stream past.
-template <int CH>
-void accumulate_values(float* o, const float* v0, int64_t stride, const float* p, unsigned valid, float alpha) {
+template <class L, int CH>
+void accumulate_values(float* o, const typename L::T* v0, int64_t stride, const float* p, unsigned valid, float alpha) {
   __m256 acc[CH];
   const __m256 a = _mm256_set1_ps(alpha);
 #pragma GCC unroll 8
   for (int c = 0; c < CH; ++c) acc[c] = _mm256_mul_ps(a, _mm256_loadu_ps(o + 8 * c));
   auto add_row = [&](int i) {
     const __m256 pi = _mm256_broadcast_ss(p + i);
-    const float* v = v0 + i * stride;
+    const typename L::T* v = v0 + i * stride;
 #pragma GCC unroll 8
-    for (int c = 0; c < CH; ++c) acc[c] = _mm256_fmadd_ps(pi, _mm256_loadu_ps(v + 8 * c), acc[c]);
+    for (int c = 0; c < CH; ++c) acc[c] = _mm256_fmadd_ps(pi, L::load(v + 8 * c), acc[c]);
   };
   if (valid == 0xffu) {
 #pragma GCC unroll 8
@@ -112,13 +130,16 @@ void accumulate_values(float* o, const float* v0, int64_t stride, const float* p
   for (int c = 0; c < CH; ++c) _mm256_storeu_ps(o + 8 * c, acc[c]);
 }
 
-using AccumulateValues = void (*)(float*, const float*, int64_t, const float*, unsigned, float);
-constexpr AccumulateValues accumulate_values_of[kPieceChunks] = {
-    accumulate_values<1>, accumulate_values<2>, accumulate_values<3>, accumulate_values<4>,
-    accumulate_values<5>, accumulate_values<6>, accumulate_values<7>, accumulate_values<8>};
+template <class L>
+using AccumulateValues = void (*)(float*, const typename L::T*, int64_t, const float*, unsigned, float);
+template <class L>
+constexpr AccumulateValues<L> accumulate_values_of[kPieceChunks] = {
+    accumulate_values<L, 1>, accumulate_values<L, 2>, accumulate_values<L, 3>, accumulate_values<L, 4>,
+    accumulate_values<L, 5>, accumulate_values<L, 6>, accumulate_values<L, 7>, accumulate_values<L, 8>};
 
 // Up to kMaxGroups query heads against every visible key block.
-void attend_groups(const float* q, int64_t q_stride, int64_t groups, const float* keys, const float* values,
+template <class L>
+void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typename L::T* keys, const typename L::T* values,
                    int64_t kv_stride, const int32_t* mask, int64_t visible, int64_t head_dim, float scale, float* out) {
   float running_max[kMaxGroups], running_sum[kMaxGroups];
   for (int64_t g = 0; g < groups; ++g) {
@@ -137,10 +158,10 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const float
     const __m256 valid = _mm256_castsi256_ps(_mm256_and_si256(in_range, real));
     const auto valid_bits = static_cast<unsigned>(_mm256_movemask_ps(valid));
     if (valid_bits == 0) continue;
-    const float* k0 = keys + s0 * kv_stride;
-    const float* v0 = values + s0 * kv_stride;
+    const typename L::T* k0 = keys + s0 * kv_stride;
+    const typename L::T* v0 = values + s0 * kv_stride;
     for (int64_t g = 0; g < groups; ++g) {
-      __m256 scores = _mm256_mul_ps(dot8(q + g * q_stride, k0, kv_stride, count, head_dim), vscale);
+      __m256 scores = _mm256_mul_ps(dot8<L>(q + g * q_stride, k0, kv_stride, count, head_dim), vscale);
       scores = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), scores, valid);
       const float block_max = reduce_max(scores);
       const float new_max = running_max[g] > block_max ? running_max[g] : block_max;
@@ -152,7 +173,7 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const float
       float* o = out + g * q_stride;
       for (int64_t c0 = 0; c0 < head_dim; c0 += 8 * kPieceChunks) {
         const int64_t left = (head_dim - c0) / 8;
-        accumulate_values_of[(left < kPieceChunks ? left : kPieceChunks) - 1](o + c0, v0 + c0, kv_stride, p, valid_bits, alpha);
+        accumulate_values_of<L>[(left < kPieceChunks ? left : kPieceChunks) - 1](o + c0, v0 + c0, kv_stride, p, valid_bits, alpha);
       }
     }
   }
@@ -162,13 +183,25 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const float
   }
 }
 
+template <class L>
+void attend(const float* q, int64_t q_stride, int64_t groups, const void* keys, const void* values, int64_t kv_stride,
+            const int32_t* mask, int64_t visible, int64_t head_dim, float scale, float* out) {
+  const auto* k = static_cast<const typename L::T*>(keys);
+  const auto* v = static_cast<const typename L::T*>(values);
+  for (int64_t g0 = 0; g0 < groups; g0 += kMaxGroups)
+    attend_groups<L>(q + g0 * q_stride, q_stride, groups - g0 < kMaxGroups ? groups - g0 : kMaxGroups, k, v, kv_stride, mask,
+                     visible, head_dim, scale, out + g0 * q_stride);
+}
+
 }  // namespace
 
-void avx2_attend_group(const float* q, int64_t q_stride, int64_t groups, const float* keys, const float* values,
+void avx2_attend_group(const float* q, int64_t q_stride, int64_t groups, const void* keys, const void* values, DType dtype,
                        int64_t kv_stride, const int32_t* mask, int64_t visible, int64_t head_dim, float scale, float* out) {
-  for (int64_t g0 = 0; g0 < groups; g0 += kMaxGroups)
-    attend_groups(q + g0 * q_stride, q_stride, groups - g0 < kMaxGroups ? groups - g0 : kMaxGroups, keys, values, kv_stride,
-                  mask, visible, head_dim, scale, out + g0 * q_stride);
+  switch (dtype) {
+    case DType::F16: return attend<LoadF16>(q, q_stride, groups, keys, values, kv_stride, mask, visible, head_dim, scale, out);
+    case DType::BF16: return attend<LoadBF16>(q, q_stride, groups, keys, values, kv_stride, mask, visible, head_dim, scale, out);
+    default: return attend<LoadF32>(q, q_stride, groups, keys, values, kv_stride, mask, visible, head_dim, scale, out);
+  }
 }
 
 }  // namespace jetmoe::ops::kernels

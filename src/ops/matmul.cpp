@@ -68,6 +68,23 @@ void to_f32(DType dtype, const void* data, int64_t n, float* out) {
   }
 }
 
+void from_f32(const float* x, int64_t n, DType dtype, void* out) {
+  switch (dtype) {
+    case DType::F16: {
+      auto* dst = static_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_f16(x[i]);
+      return;
+    }
+    case DType::BF16: {
+      auto* dst = static_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; ++i) dst[i] = f32_to_bf16(x[i]);
+      return;
+    }
+    default:
+      std::copy_n(x, n, static_cast<float*>(out));
+  }
+}
+
 int64_t weight_bytes(const WeightMatrix& w) {
   switch (w.quant) {
     case Quant::Q8_0: return w.rows * (w.cols + w.cols / 16);

@@ -44,5 +44,8 @@ void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out);
 
 // A whole small tensor (norm weights, biases) converted to float32.
 void to_f32(DType dtype, const void* data, int64_t n, float* out);
+// The reverse for F32, F16 and BF16 (round to nearest even): values into a
+// cache of that dtype.
+void from_f32(const float* x, int64_t n, DType dtype, void* out);
 
 }  // namespace jetmoe::ops
