@@ -8,8 +8,17 @@ import { startServer, generateGreedy, MODEL_ID, CHAT_TEMPLATE, metric } from './
 
 let server;
 let client;
+const greedyRefs = new Map();
+
+const PROMPTS = ['In the beginning', 'And God said', 'The LORD is my shepherd', 'Blessed are the', 'And it came to pass',
+  'Thou shalt not', 'For God so loved', 'Jesus wept', 'Let there be', 'And the earth was', 'Honour thy father',
+  'The heavens declare', 'Behold, I stand', 'In my Father\'s house', 'Ask, and it shall', 'Vanity of vanities'];
 
 before(async () => {
+  // `jetmoe generate` runs synchronously, so it runs before any connection
+  // exists: blocking the event loop for seconds between requests lets the
+  // server close an idle keep-alive socket that the client then reuses.
+  for (const prompt of PROMPTS.slice(0, 3)) greedyRefs.set(prompt, generateGreedy(prompt, 24));
   server = await startServer(['--max-batch', '16', '--chat-template', CHAT_TEMPLATE]);
   client = new OpenAI({ baseURL: `${server.base}/v1`, apiKey: 'unused', maxRetries: 0 });
 });
@@ -18,10 +27,6 @@ after(async () => {
   const { code } = await server.stop();
   assert.equal(code, 0, 'the server exits 0 on SIGTERM');
 });
-
-const PROMPTS = ['In the beginning', 'And God said', 'The LORD is my shepherd', 'Blessed are the', 'And it came to pass',
-  'Thou shalt not', 'For God so loved', 'Jesus wept', 'Let there be', 'And the earth was', 'Honour thy father',
-  'The heavens declare', 'Behold, I stand', 'In my Father\'s house', 'Ask, and it shall', 'Vanity of vanities'];
 
 async function streamText(params) {
   const stream = await client.completions.create({ ...params, stream: true });
@@ -45,7 +50,7 @@ test('GET /v1/models lists the served model', async () => {
 
 test('greedy completions equal jetmoe generate, streaming or not', async () => {
   for (const prompt of PROMPTS.slice(0, 3)) {
-    const ref = generateGreedy(prompt, 24);
+    const ref = greedyRefs.get(prompt);
     const r = await client.completions.create({ model: MODEL_ID, prompt, max_tokens: 24, temperature: 0 });
     assert.equal(r.object, 'text_completion');
     assert.equal(r.choices[0].text, ref.generated_text, `prompt ${JSON.stringify(prompt)}`);
