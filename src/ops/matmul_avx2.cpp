@@ -180,7 +180,7 @@ void quant_tile(const int8_t* xq, const float* xs, int64_t K, const uint8_t* w, 
         wv[n] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b * 32)), flip);
       }
       wabs[n] = _mm256_abs_epi8(wv[n]);
-      dw[n] = f16_to_f32(ws[n * ldws + b]);
+      dw[n] = _cvtsh_ss(ws[n * ldws + b]);  // F16C, not the portable bit-twiddling
     }
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) {
@@ -246,7 +246,7 @@ void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws
         codes[0] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + b * 32));
         codes[1] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * ldw + b * 32 + 16));
       }
-      const __m256 d = _mm256_set1_ps(f16_to_f32(ws[r * ldws + b]));
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(ws[r * ldws + b]));
       float* dst = out + r * kl + (b * 32 - k0);
       for (int h = 0; h < 2; ++h) {
         const __m128i c = codes[h];
