@@ -46,6 +46,22 @@ TEST(BenchCommand, QuantisedWeightsReadFewerBytesPerToken) {
   EXPECT_LT(bytes[2], 0.65 * bytes[1]);
 }
 
+TEST(BenchCommand, SixteenBitKVCacheReadsHalfTheKVBytes) {
+  ScopedTempDir dir;
+  double bytes[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::string kv = i ? "f16" : "f32";
+    const CliResult r = run_cli(dir, "bench --model " + kDemo + " --prompt-tokens 300 --new-tokens 2 --repetitions 1 --json --kv-dtype " + kv);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["kv_dtype"], kv);
+    bytes[i] = j["decode_bytes_per_token"].get<double>();
+  }
+  // Per decoded token at ~301 positions the demo model's f32 cache reads
+  // 301 x 4 layers x 2 x 64 x 4 B = 616 KB; f16 reads half of that.
+  EXPECT_NEAR(bytes[0] - bytes[1], 301.5 * 4 * 2 * 64 * 2, 301.5 * 4 * 2 * 64 * 2 * 0.05);
+}
+
 TEST(BenchCommand, RejectsUnknownModes) {
   ScopedTempDir dir;
   CliResult r = run_cli(dir, "bench --model " + kDemo + " --weights q5_1");

@@ -23,7 +23,7 @@ namespace jetmoe::cli {
 namespace {
 
 struct BenchArgs {
-  std::string model, weights = "bf16", compute = "f32";
+  std::string model, weights = "bf16", compute = "f32", kv_dtype = "f32";
   int64_t prompt_tokens = 128, new_tokens = 32;
   int threads = 0, repetitions = 3;
   bool json = false;
@@ -84,6 +84,7 @@ void run_bench(const BenchArgs& a) {
   load.num_threads = a.threads;
   load.weights = parse_weight_format(a.weights);
   load.compute = parse_compute_mode(a.compute);
+  load.kv_dtype = parse_kv_dtype(a.kv_dtype);
   if (a.prompt_tokens < 1) throw Error("--prompt-tokens: " + std::to_string(a.prompt_tokens) + ", expected at least 1");
   if (a.new_tokens < 1) throw Error("--new-tokens: " + std::to_string(a.new_tokens) + ", expected at least 1");
   if (a.repetitions < 1) throw Error("--repetitions: " + std::to_string(a.repetitions) + ", expected at least 1");
@@ -135,6 +136,7 @@ void run_bench(const BenchArgs& a) {
     j["peak_rss_mb"] = rss;
     j["weights"] = a.weights;
     j["compute"] = a.compute;
+    j["kv_dtype"] = a.kv_dtype;
     j["time_to_first_token_ms"] = median(ttft);
     j["threads"] = lm->model().thread_pool().size();
     std::cout << j.dump() << "\n";
@@ -163,6 +165,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--threads", args->threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--weights", args->weights, "bf16 (as stored), q8_0 or q4_0")->capture_default_str();
   cmd->add_option("--compute", args->compute, "f32 (exact) or bf16 (activations rounded for AVX512_BF16)")->capture_default_str();
+  cmd->add_option("--kv-dtype", args->kv_dtype, "KV cache: f32 (exact), f16 or bf16 (half the bytes attention reads)")
+      ->capture_default_str();
   cmd->add_option("--repetitions", args->repetitions, "Timed runs; medians are reported")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   cmd->callback([args] { run_bench(*args); });
