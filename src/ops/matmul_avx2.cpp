@@ -100,12 +100,20 @@ inline int64_t k_block(int64_t K, int64_t max_kc) {
   return min64(max_kc, (kc + 7) / 8 * 8);
 }
 
-// Decode: each weight byte read once, widened in registers.
+// Decode: each weight byte read from memory once, widened in registers.
+// Above four rows (a batch of sequences decoding together) each tile of
+// weights serves the rows four at a time while it sits in L1: cheaper than
+// widening panels that so few rows reuse.
 template <class L>
 void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y) {
-  const int64_t step = tile_rows(static_cast<int>(M));
-  for (int64_t n = n0; n < n1; n += step) tile_of<L>(M, min64(step, n1 - n))(x, K, w + n * K, K, K, y + n, N, false);
+  const int64_t step = tile_rows(static_cast<int>(min64(M, 4)));
+  for (int64_t n = n0; n < n1; n += step)
+    for (int64_t m = 0; m < M; m += 4)
+      tile_of<L>(min64(4, M - m), min64(step, n1 - n))(x + m * K, K, w + n * K, K, K, y + m * N + n, N, false);
 }
+
+// Rows up to which gemv beats widened panels.
+constexpr int64_t kAvx2GemvMaxRows = 16;
 
 template <class L>
 void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, float* out) {
@@ -123,7 +131,7 @@ void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, f
 template <class L>
 void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
           float* panel) {
-  if (M <= kGemvMaxRows) return gemv<L>(x, M, w, K, N, n0, n1, y);
+  if (M <= kAvx2GemvMaxRows) return gemv<L>(x, M, w, K, N, n0, n1, y);
   const int64_t kc = k_block(K, kMaxKc);
   constexpr bool in_place = sizeof(typename L::T) == sizeof(float);
   for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
