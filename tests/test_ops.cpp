@@ -537,15 +537,20 @@ std::vector<double> attention_reference(const std::vector<float>& q, int64_t B, 
   return out;
 }
 
+// Uniform random values in [-range, range].
+std::vector<float> uniform_values(size_t n, float range, std::mt19937& rng) {
+  std::uniform_real_distribution<float> uni(-range, range);
+  std::vector<float> v(n);
+  for (float& x : v) x = uni(rng);
+  return v;
+}
+
 TEST(Ops, AttentionMatchesNaiveReference) {
   const int64_t B = 3, T = 3, Hq = 4, Hkv = 2, d = 8, past = 2, capacity = 7;
   std::mt19937 rng(21);
-  std::uniform_real_distribution<float> uni(-1.5f, 1.5f);
-  std::vector<float> q(static_cast<size_t>(B * T * Hq * d)), keys(static_cast<size_t>(B * capacity * Hkv * d)),
-      values(keys.size());
-  for (auto& v : q) v = uni(rng);
-  for (auto& v : keys) v = uni(rng);
-  for (auto& v : values) v = uni(rng);
+  const std::vector<float> q = uniform_values(static_cast<size_t>(B * T * Hq * d), 1.5f, rng);
+  std::vector<float> keys = uniform_values(static_cast<size_t>(B * capacity * Hkv * d), 1.5f, rng);
+  std::vector<float> values = uniform_values(keys.size(), 1.5f, rng);
   const std::vector<int32_t> mask = {
       1, 1, 1, 1, 1, 0, 0,  // all real
       0, 1, 0, 1, 1, 0, 0,  // holes
@@ -591,12 +596,9 @@ TEST(Ops, AttentionAcrossKeyBlocksAndHeadSizes) {
   for (int64_t d : {8, 20, 24, 128, 160}) {
     SCOPED_TRACE(::testing::Message() << "head_dim " << d);
     std::mt19937 rng(static_cast<unsigned>(d));
-    std::uniform_real_distribution<float> uni(-2.0f, 2.0f);
-    std::vector<float> q(static_cast<size_t>(B * T * Hq * d)), keys(static_cast<size_t>(B * capacity * Hkv * d)),
-        values(keys.size());
-    for (auto& v : q) v = uni(rng);
-    for (auto& v : keys) v = uni(rng);
-    for (auto& v : values) v = uni(rng);
+    const std::vector<float> q = uniform_values(static_cast<size_t>(B * T * Hq * d), 2.0f, rng);
+    std::vector<float> keys = uniform_values(static_cast<size_t>(B * capacity * Hkv * d), 2.0f, rng);
+    std::vector<float> values = uniform_values(keys.size(), 2.0f, rng);
     std::vector<int32_t> mask(static_cast<size_t>(B * capacity), 1);
     for (int64_t s : {0, 1, 15, 16, 17, 40}) mask[static_cast<size_t>(capacity + s)] = 0;  // row 1: holes
     for (int64_t b = 0; b < B; ++b)
