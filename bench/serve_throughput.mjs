@@ -1,6 +1,8 @@
 // Aggregate decode throughput of jetmoe serve: one stream alone, then 8 at
 // once (continuous batching shares each forward pass among them).
-//   node bench/serve_throughput.mjs [--model DIR] [--tokens 64]
+//   node bench/serve_throughput.mjs [--model DIR] [--tokens 256]
+// Fewer tokens make a single-stream run last only tens of milliseconds on the
+// demo model, and its figure then swings by 2x from run to run.
 import { startServer } from '../tests/server/server_harness.mjs';
 
 const arg = (name, dflt) => {
@@ -8,7 +10,7 @@ const arg = (name, dflt) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 if (arg('--model')) process.env.JETMOE_MODEL = arg('--model');
-const tokens = Number(arg('--tokens', '64'));
+const tokens = Number(arg('--tokens', '256'));
 const server = await startServer(['--max-batch', '8']);
 const modelId = (await (await fetch(`${server.base}/v1/models`)).json()).data[0].id;
 
