@@ -1,12 +1,15 @@
-// Micro-benchmarks of the matmul kernels on jetmoe-8b's expert shapes, both
-// threads. GEMV (decode) reports weight GB/s and its fraction of the read
-// bandwidth measured at start-up; GEMM (prefill) reports GFLOP/s.
+// Micro-benchmarks of the kernels on jetmoe-8b's shapes, both threads: the
+// matmuls on its expert shapes (GEMV, decode: weight GB/s against the read
+// bandwidth measured at start-up; GEMM, prefill: GFLOP/s) and decode
+// attention (KV GB/s).
 //   build/bench_kernels [--benchmark_filter=Gemv]
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <vector>
 
+#include "jetmoe/kv_cache.h"
+#include "ops/attention.h"
 #include "ops/bandwidth.h"
 #include "ops/convert.h"
 #include "ops/matmul.h"
@@ -87,6 +90,39 @@ BENCHMARK(BM_Bf16Exact)->Apply(shapes);
 BENCHMARK(BM_Bf16Dot)->Apply(shapes);
 BENCHMARK(BM_Q8_0)->Apply(shapes);
 BENCHMARK(BM_Q4_0)->Apply(shapes);
+
+// Decode attention of jetmoe-8b (16 KV heads of 128, two query heads per KV
+// head) over a context of state.range(0) positions, with an f32 or 16-bit
+// cache: GB/s of keys and values read, against the read bandwidth.
+void attention_decode(benchmark::State& state, DType dtype) {
+  JetMoeConfig config;  // jetmoe-8b's KV shape; one layer is enough
+  config.num_hidden_layers = 1;
+  const int64_t context = state.range(0), H = config.num_key_value_heads, d = config.kv_channels, Hq = 2 * H;
+  KVCache cache(config, 1, context, dtype);  // allocated as the engine allocates it
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+  std::vector<float> row(static_cast<size_t>(H * d));
+  for (int64_t s = 0; s < context; ++s) {
+    for (float& v : row) v = uni(rng);
+    from_f32(row.data(), H * d, dtype, cache.key_at(0, 0, s));
+    from_f32(row.data(), H * d, dtype, cache.value_at(0, 0, s));
+    cache.mask[static_cast<size_t>(s)] = 1;
+  }
+  std::vector<float> q(static_cast<size_t>(Hq * d), 0.1f), out(q.size());
+  const int64_t row_index = 0, position = context - 1;
+  const KVView kv{cache.key_at(0, 0, 0), cache.value_at(0, 0, 0), cache.mask.data(), context, H, dtype};
+  for (auto _ : state) {
+    attention(pool(), q.data(), 1, &row_index, &position, Hq, d, kv, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double bytes = 2.0 * static_cast<double>(context * H * d) * static_cast<double>(cache.element_size());
+  state.counters["GB/s"] = benchmark::Counter(bytes * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["read_bw_GB/s"] = bandwidth_gb_s();
+}
+void BM_AttentionDecodeF32(benchmark::State& s) { attention_decode(s, DType::F32); }
+void BM_AttentionDecodeF16(benchmark::State& s) { attention_decode(s, DType::F16); }
+BENCHMARK(BM_AttentionDecodeF32)->Arg(512)->Arg(4096)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AttentionDecodeF16)->Arg(512)->Arg(4096)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_ReadBandwidth(benchmark::State& state) {
   double gb = 0;
