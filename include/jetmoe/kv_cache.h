@@ -26,7 +26,7 @@ struct KVCache {
   std::vector<uint8_t> values;  // same layout
   std::vector<int32_t> mask;  // [batch][capacity], 1 = real token
 
-  size_t element_size() const { return dtype == DType::F32 ? 4 : 2; }
+  size_t element_size() const { return dtype_size(dtype); }
   void* key_at(int64_t layer, int64_t b, int64_t pos) { return &keys[offset(layer, b, pos)]; }
   void* value_at(int64_t layer, int64_t b, int64_t pos) { return &values[offset(layer, b, pos)]; }
   void clear() { length = 0; }

@@ -86,7 +86,7 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
     // One task per (token, KV head): the query heads h = i, i + H, ... that
     // share KV head i read its keys and values together, once.
     const int64_t H = kv.num_kv_heads, kv_stride = H * head_dim;
-    const size_t element = kv.dtype == DType::F32 ? 4 : 2;
+    const size_t element = dtype_size(kv.dtype);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     pool.parallel_for(num_tokens * H, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t task = t0; task < t1; ++task) {

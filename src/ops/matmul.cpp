@@ -106,39 +106,47 @@ int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
   return std::max<int64_t>(64, (per + 7) / 8 * 8);
 }
 
+// x's rows quantised per block of 32 for the integer kernels, once per
+// matmul and read by every thread. The buffers are per calling thread and
+// only grow, so the per-token path does not allocate.
+kernels::QuantizedActivations quantized_activations(const float* x, int64_t M, int64_t K, Quant weights) {
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<float> scale;
+  thread_local std::vector<int32_t> start;
+  const auto n = static_cast<size_t>(M * K);
+  if (q.size() < n) {
+    q.resize(n);
+    scale.resize(n / 4);
+    start.resize(n / 4);
+  }
+  quantize_activations(x, M, K, weights, q.data(), scale.data(), start.data());
+  return {q.data(), scale.data(), start.data()};
+}
+
+// Each worker thread's f32 panel (kPanelFloats) for the GEMM kernels.
+float* thread_panel() {
+  thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
+  return panel.data();
+}
+
 // AVX2: unquantised weights in exact f32 FMA whatever the compute mode (there
 // is no bf16 dot product to gain from rounding the activations); quantised
 // ones with integer dot products in decode, dequantised panels in prefill.
 bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   if (!cpu_features().avx2_fma) return false;
   if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
-    thread_local std::vector<int8_t> q;
-    thread_local std::vector<float> scale;
-    thread_local std::vector<int32_t> start;
-    const auto n = static_cast<size_t>(M * w.cols);
-    if (q.size() < n) {
-      q.resize(n);
-      scale.resize(n / 4);
-      start.resize(n / 4);
-    }
-    quantize_activations(x, M, w.cols, w.quant, q.data(), scale.data(), start.data());
-    const int8_t* qp = q.data();
-    const float* sp = scale.data();
+    const kernels::QuantizedActivations acts = quantized_activations(x, M, w.cols, w.quant);
     pool.parallel_for(w.rows, grain(pool, M, w.rows),
-                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(qp, sp, M, w, n0, n1, y); });
+                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(acts.q, acts.scale, M, w, n0, n1, y); });
     return true;
   }
   if (w.quant != Quant::None) {
-    pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
-      thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
-      kernels::avx2_quant_gemm(x, M, w, n0, n1, y, panel.data());
-    });
+    pool.parallel_for(w.rows, kernels::kPanelRows,
+                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemm(x, M, w, n0, n1, y, thread_panel()); });
     return true;
   }
-  pool.parallel_for(w.rows, grain(pool, M, w.rows), [&](int64_t n0, int64_t n1) {
-    thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
-    kernels::avx2_f32(x, M, w, n0, n1, y, panel.data());
-  });
+  pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                    [&](int64_t n0, int64_t n1) { kernels::avx2_f32(x, M, w, n0, n1, y, thread_panel()); });
   return true;
 }
 
@@ -159,18 +167,7 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   }
   if (w.quant != Quant::None) {
     if (!cpu.avx512_vnni) return false;
-    // Quantised once here, read by every thread; grows only.
-    thread_local std::vector<int8_t> q;
-    thread_local std::vector<float> scale;
-    thread_local std::vector<int32_t> start;
-    const auto n = static_cast<size_t>(M * K);
-    if (q.size() < n) {
-      q.resize(n);
-      scale.resize(n / 4);
-      start.resize(n / 4);
-    }
-    quantize_activations(x, M, K, w.quant, q.data(), scale.data(), start.data());
-    const kernels::QuantizedActivations acts{q.data(), scale.data(), start.data()};
+    const kernels::QuantizedActivations acts = quantized_activations(x, M, K, w.quant);
     pool.parallel_for(w.rows, grain(pool, M, w.rows),
                       [&](int64_t n0, int64_t n1) { kernels::avx512_quant_dot(acts, M, w, n0, n1, y); });
     return true;
@@ -195,10 +192,8 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
                       [&](int64_t n0, int64_t n1) { kernels::avx512_bf16x3_gemv(p, M, w, n0, n1, y); });
     return true;
   }
-  pool.parallel_for(w.rows, grain(pool, M, w.rows), [&](int64_t n0, int64_t n1) {
-    thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
-    kernels::avx512_f32(x, M, w, n0, n1, y, panel.data());
-  });
+  pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                    [&](int64_t n0, int64_t n1) { kernels::avx512_f32(x, M, w, n0, n1, y, thread_panel()); });
   return true;
 }
 

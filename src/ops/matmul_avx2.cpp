@@ -92,12 +92,25 @@ Tile<L> tile_of(int64_t mr, int64_t nr) {
   }
 }
 
-// Rows split into K blocks of at most max_kc, of equal length so no block is
-// a sliver; a multiple of 8 keeps every block but the last whole.
-inline int64_t k_block(int64_t K, int64_t max_kc) {
+// Rows split into K blocks of at most max_kc (a multiple of `unit`), of
+// equal length so no block is a sliver; a multiple of `unit` (8: one vector;
+// 32: one quantisation block) keeps every block but the last whole.
+inline int64_t k_block(int64_t K, int64_t max_kc, int64_t unit) {
   const int64_t blocks = (K + max_kc - 1) / max_kc;
   const int64_t kc = (K + blocks - 1) / blocks;
-  return min64(max_kc, (kc + 7) / 8 * 8);
+  return min64(max_kc, (kc + unit - 1) / unit * unit);
+}
+
+// y[:, nb .. nb + rows) (+)= x[:, k0 .. k0 + kl) . panel^T, the panel's rows
+// ldp apart, every 4-row group of activations over it.
+void multiply_panel(const float* x, int64_t M, int64_t K, int64_t k0, int64_t kl, const float* panel, int64_t ldp,
+                    int64_t rows, float* y, int64_t N, int64_t nb) {
+  for (int64_t m = 0; m < M; m += 4) {
+    const int64_t mr = min64(4, M - m);
+    const int64_t step = tile_rows(static_cast<int>(mr));
+    for (int64_t r = 0; r < rows; r += step)
+      tile_of<LoadF32>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * ldp, ldp, kl, y + m * N + nb + r, N, k0 > 0);
+  }
 }
 
 // Decode: each weight byte read from memory once, widened in registers.
@@ -132,7 +145,7 @@ template <class L>
 void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
           float* panel) {
   if (M <= kAvx2GemvMaxRows) return gemv<L>(x, M, w, K, N, n0, n1, y);
-  const int64_t kc = k_block(K, kMaxKc);
+  const int64_t kc = k_block(K, kMaxKc, 8);
   constexpr bool in_place = sizeof(typename L::T) == sizeof(float);
   for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
     const int64_t rows = min64(kPanelRows, n1 - nb);
@@ -148,12 +161,7 @@ void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t 
         p = panel;
         ldp = kl;
       }
-      for (int64_t m = 0; m < M; m += 4) {
-        const int64_t mr = min64(4, M - m);
-        const int64_t step = tile_rows(static_cast<int>(mr));
-        for (int64_t r = 0; r < rows; r += step)
-          tile_of<LoadF32>(mr, min64(step, rows - r))(x + m * K + k0, K, p + r * ldp, ldp, kl, y + m * N + nb + r, N, k0 > 0);
-      }
+      multiply_panel(x, M, K, k0, kl, p, ldp, rows, y, N, nb);
     }
   }
 }
@@ -234,9 +242,8 @@ void quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix
     quant_tile_of<Q4>(M, min64(step, n1 - n))(xq, xs, K, wq + n * ldw, ldw, w.scales + n * ldws, ldws, y + n, N);
 }
 
-// Quantised weights, prefill: each 48-row panel dequantised to f32 once per
-// K block (d * (q - offset), as dequantize_row) and reused by every 4-row
-// group of f32 activations.
+// Rows [rows, kl] of quantised weights from column k0 (a multiple of 32) as
+// f32 values d * (q - offset), as dequantize_row gives them.
 void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws, int64_t rows, int64_t k0,
                       int64_t kl, float* out) {
   const __m128i low4 = _mm_set1_epi8(0x0f);
@@ -267,27 +274,6 @@ void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws
   }
 }
 
-void quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
-  const int64_t K = w.cols, N = w.rows, ldw = quant_row_bytes(w.quant, K), ldws = K / 32;
-  const auto* wq = static_cast<const uint8_t*>(w.data);
-  // Whole 32-weight blocks per K block (k_block rounds to 8; K is a multiple of 64).
-  const int64_t blocks = (K + kMaxKc - 1) / kMaxKc;
-  const int64_t kc = min64(kMaxKc, ((K + blocks - 1) / blocks + 31) / 32 * 32);
-  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
-    const int64_t rows = min64(kPanelRows, n1 - nb);
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-      const int64_t kl = min64(kc, K - k0);
-      dequantize_panel(w.quant, wq + nb * ldw, ldw, w.scales + nb * ldws, ldws, rows, k0, kl, panel);
-      for (int64_t m = 0; m < M; m += 4) {
-        const int64_t mr = min64(4, M - m);
-        const int64_t step = tile_rows(static_cast<int>(mr));
-        for (int64_t r = 0; r < rows; r += step)
-          tile_of<LoadF32>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * kl, kl, kl, y + m * N + nb + r, N, k0 > 0);
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void avx2_quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
@@ -295,8 +281,20 @@ void avx2_quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightM
   quant_gemv<false>(xq, xs, M, w, n0, n1, y);
 }
 
+// Prefill: each 48-row panel dequantised to f32 once per K block and reused
+// by every 4-row group of f32 activations.
 void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
-  quant_gemm(x, M, w, n0, n1, y, panel);
+  const int64_t K = w.cols, N = w.rows, ldw = quant_row_bytes(w.quant, K), ldws = K / 32;
+  const auto* wq = static_cast<const uint8_t*>(w.data);
+  const int64_t kc = k_block(K, kMaxKc, 32);  // whole quantisation blocks
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      dequantize_panel(w.quant, wq + nb * ldw, ldw, w.scales + nb * ldws, ldws, rows, k0, kl, panel);
+      multiply_panel(x, M, K, k0, kl, panel, kl, rows, y, N, nb);
+    }
+  }
 }
 
 void avx2_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
