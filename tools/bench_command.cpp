@@ -49,7 +49,7 @@ int32_t argmax(const float* row, int64_t n) { return static_cast<int32_t>(std::m
 // One prompt then greedy decoding through the KV cache, one token per step.
 Run run_once(const JetMoeForCausalLM& lm, const std::vector<int32_t>& prompt, int64_t new_tokens) {
   const JetMoeConfig& c = lm.config();
-  KVCache cache(c, 1, static_cast<int64_t>(prompt.size()) + new_tokens, lm.model().load_options().kv_dtype);
+  KVCache cache = lm.make_kv_cache(1, static_cast<int64_t>(prompt.size()) + new_tokens);
   Run r;
   auto t0 = std::chrono::steady_clock::now();
   CausalLMOutput out = lm.forward(ModelInput::from_ids({prompt}), &cache, {}, nullptr, /*logits_last_only=*/true);

@@ -127,7 +127,7 @@ void run_forward(const ForwardArgs& a) {
   std::vector<Tensor> hidden(a.hidden_states ? static_cast<size_t>(L + 1) : 0, Tensor({B, T, D}));
   std::vector<Tensor> routers(options.output_router_logits ? static_cast<size_t>(2 * L) : 0, Tensor({B * T, E}));
 
-  KVCache cache(config, B, T, load.kv_dtype);
+  KVCache cache = model->make_kv_cache(B, T);
   int64_t start = 0;
   for (const int64_t c : chunks) {
     ModelInput part;

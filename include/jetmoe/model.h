@@ -111,6 +111,10 @@ class JetMoeModel {
   // A head matrix (lm_head, score) bound and converted like the blocks' weights.
   // Quantised heads live in *storage, which the caller keeps.
   ops::WeightMatrix bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const;
+  // A KV cache for this model in the KV dtype it was loaded with.
+  KVCache make_kv_cache(int64_t batch_size, int64_t capacity) const {
+    return KVCache(config_, batch_size, capacity, options_.kv_dtype);
+  }
 
   // With a cache, the new tokens attend to everything cached and are
   // appended to it; without one, the call sees only its own tokens.
@@ -151,6 +155,7 @@ class JetMoeForCausalLM {
 
   const JetMoeConfig& config() const { return model_->config(); }
   const JetMoeModel& model() const { return *model_; }
+  KVCache make_kv_cache(int64_t batch_size, int64_t capacity) const { return model_->make_kv_cache(batch_size, capacity); }
 
   // `labels` [B, T] (-100 = ignored) adds loss, aux_loss and total_loss;
   // aux_loss is also computed when router logits are requested.

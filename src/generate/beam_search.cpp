@@ -71,7 +71,7 @@ GenerateOutput beam_search(const JetMoeForCausalLM& model, Request& r) {
 
   // The prompt is processed once per batch entry and its cache copied to
   // every beam: identical rows give identical results.
-  KVCache cache(model.config(), batch, r.max_length, model.model().load_options().kv_dtype);
+  KVCache cache = model.make_kv_cache(batch, r.max_length);
   ModelInput in;
   CausalLMOutput fwd;
   std::vector<int64_t> prompt_rows(static_cast<size_t>(batch));

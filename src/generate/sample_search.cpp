@@ -26,7 +26,7 @@ GenerateOutput sample_search(const JetMoeForCausalLM& model, Request& r, const G
   out.num_new_tokens.assign(static_cast<size_t>(rows), 0);
   out.finish_reasons.assign(static_cast<size_t>(rows), GenerateOutput::FinishReason::Length);
 
-  KVCache cache(model.config(), rows, r.max_length, model.model().load_options().kv_dtype);
+  KVCache cache = model.make_kv_cache(rows, r.max_length);
   std::vector<int64_t> active(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) active[static_cast<size_t>(i)] = i;
   std::vector<int64_t> still_active, keep_slots;

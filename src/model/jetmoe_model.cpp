@@ -179,7 +179,7 @@ BaseModelOutput JetMoeModel::forward(const ModelInput& in, KVCache* cache, const
   // Without a cache the call still needs somewhere to keep this call's keys.
   std::unique_ptr<KVCache> local;
   if (!cache) {
-    local = std::make_unique<KVCache>(c, B, T, options_.kv_dtype);
+    local = std::make_unique<KVCache>(make_kv_cache(B, T));
     cache = local.get();
   }
   const int64_t cap = cache->capacity;

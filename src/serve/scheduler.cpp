@@ -46,7 +46,7 @@ Scheduler::Scheduler(const JetMoeForCausalLM& model, Tokenizer tokenizer, std::v
       eos_(std::move(eos)),
       options_(options),
       metrics_(metrics),
-      cache_(model.config(), options.max_batch, options.ctx_size, model.model().load_options().kv_dtype) {
+      cache_(model.make_kv_cache(options.max_batch, options.ctx_size)) {
   if (options_.prefill_chunk < 1) throw Error("prefill chunk must be at least 1 token");
   for (int64_t s = options_.max_batch - 1; s >= 0; --s) free_slots_.push_back(static_cast<int32_t>(s));
   thread_ = std::thread([this] { loop(); });
