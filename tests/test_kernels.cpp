@@ -121,7 +121,9 @@ TEST(Kernels, QuantizedMatmulMatchesDequantizedReference) {
   // Long rows run in several K blocks.
   check_quant_matmul(two, Quant::Q8_0, 9, 50, 4224, rng);
   check_quant_matmul(two, Quant::Q4_0, 9, 50, 4224, rng);
-  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) check_quant_matmul(two, q, 1, 50, 4224, rng);
+  // Decode tiles over whole groups of 8 blocks and a ragged last one.
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0})
+    for (int64_t M : {1, 2, 3, 4}) check_quant_matmul(two, q, M, 50, 4224, rng);
 }
 
 TEST(Kernels, Bf16ComputeMatchesBf16RoundedReference) {
@@ -152,6 +154,45 @@ TEST(Kernels, Bf16ComputeMatchesBf16RoundedReference) {
             ASSERT_TRUE(std::fabs(got - ref) <= tol || (!fast && std::fabs(got - exact) <= tol))
                 << "y[" << m << ", " << n << "] = " << got << ", bf16 reference " << ref;
           }
+      }
+}
+
+// Decode (M <= 4) on the SIMD paths is defined as integer dot products of the
+// quantised activations and codes per block, scaled by dx * dw: checked to
+// f32 rounding, far tighter than the bound on quantising x above allows.
+TEST(Kernels, QuantizedDecodeIsTheScaledIntegerDotPerBlock) {
+  const CpuFeatures& cpu = cpu_features();
+  if (!(cpu.avx512 ? cpu.avx512_vnni : cpu.avx2_fma)) GTEST_SKIP() << "no integer dot product kernels on this CPU";
+  std::mt19937 rng(11);
+  ThreadPool pool(2);
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0})
+    for (int64_t M : {1, 2, 3, 4})
+      for (int64_t K : {192, 4224}) {
+        const int64_t N = 37;
+        SCOPED_TRACE(::testing::Message() << "q" << (q == Quant::Q8_0 ? 8 : 4) << " M=" << M << " K=" << K);
+        const Quantized qw = quantize(pool, q, random_bf16(N * K, rng), N, K);
+        const auto x = random_f32(M * K, rng);
+        std::vector<int8_t> xq(static_cast<size_t>(M * K));
+        std::vector<float> xs(static_cast<size_t>(M * K / 4)), y(static_cast<size_t>(M * N)), wrow(static_cast<size_t>(K));
+        std::vector<int32_t> start(static_cast<size_t>(M * K / 4));
+        quantize_activations(x.data(), M, K, q, xq.data(), xs.data(), start.data());
+        matmul(pool, x.data(), M, qw.w, y.data());
+        for (int64_t n = 0; n < N; ++n) {
+          const uint16_t* ws = qw.scales.data() + n * K / kQuantBlock;
+          dequantize_row(q, qw.quants.data() + n * quant_row_bytes(q, K), ws, K, wrow.data());
+          for (int64_t m = 0; m < M; ++m) {
+            double ref = 0, magnitude = 0;
+            for (int64_t b = 0; b < K / kQuantBlock; ++b) {
+              const double dw = f16_to_f32(ws[b]), dx = xs[static_cast<size_t>(m * K / 4 + b * 8)];
+              int64_t dot = 0;
+              for (int64_t i = b * kQuantBlock; i < (b + 1) * kQuantBlock; ++i)
+                dot += xq[static_cast<size_t>(m * K + i)] * (dw != 0 ? std::lround(wrow[static_cast<size_t>(i)] / dw) : 0);
+              ref += dx * dw * static_cast<double>(dot);
+              magnitude += std::fabs(dx * dw * static_cast<double>(dot));
+            }
+            ASSERT_NEAR(y[static_cast<size_t>(m * N + n)], ref, 4e-6 * magnitude + 1e-9) << "y[" << m << ", " << n << "]";
+          }
+        }
       }
 }
 

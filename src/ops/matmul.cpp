@@ -137,7 +137,7 @@ bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
     const kernels::QuantizedActivations acts = quantized_activations(x, M, w.cols, w.quant);
     pool.parallel_for(w.rows, grain(pool, M, w.rows),
-                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(acts.q, acts.scale, M, w, n0, n1, y); });
+                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(acts, M, w, n0, n1, y); });
     return true;
   }
   if (w.quant != Quant::None) {

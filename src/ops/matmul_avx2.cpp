@@ -166,47 +166,81 @@ void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t 
   }
 }
 
-// Quantised weights, decode: per block of 32, the codes become signed
-// bytes (q8: code - 128; q4: nibble - 8) and meet the int8 activations in
-// vpmaddubsw, which multiplies unsigned by signed bytes: |w| times x with
-// w's sign moved onto x. |w| <= 127 and |x| <= 127 keep each pair sum
-// (<= 32258) clear of the int16 saturation. The int32 block sums are
-// scaled by dx * dw and accumulated in f32, as the AVX-512 VNNI tiles do.
+// Quantised weights, decode: integer dot products per block of 32, scaled
+// by dx * dw and accumulated in f32, as the AVX-512 VNNI tiles do.
+// vpmaddubsw multiplies unsigned by signed bytes and saturates its int16
+// pair sums. Q4 codes (0..15) go in as they are: pairs stay <= 3810, and the
+// start values add the -8 * sum(x) the codes' offset owes. Q8 codes are
+// signed (code - 128) with w's sign moved onto x: |w|, |x| <= 127 keep each
+// pair <= 32258.
+// The scales of 8 blocks are multiplied ahead as vectors into d, so each
+// block costs one broadcast from L1 instead of a scalar f16 conversion and
+// multiply; the code keeps fewer than 16 vectors live so the accumulators
+// never spill (a spilled one put a store-to-load round trip on every block).
 template <int MR, int NR, bool Q4>
-void quant_tile(const int8_t* xq, const float* xs, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws,
-                int64_t ldws, float* y, int64_t ldy) {
-  const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8),
-                flip = _mm256_set1_epi8(static_cast<char>(0x80));
+void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws,
+                float* y, int64_t ldy) {
+  const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f), flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const int64_t blocks = K / 32, ldx = K / 4;
+  // Rows of a few KB end the hardware prefetcher's streams before they run
+  // far enough ahead, so each tile fetches the rows at least 8 KB on (whole
+  // tiles) itself: 20-45% more GB/s in decode on Zen 3.
+  const int64_t ahead = NR * ((8192 + NR * ldw - 1) / (NR * ldw));
   __m256 acc[MR][NR];
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
     for (int n = 0; n < NR; ++n) acc[m][n] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < K / 32; ++b) {
-    __m256i wv[NR], wabs[NR];
-    float dw[NR];
+  for (int64_t g = 0; g < blocks; g += 8) {
+    const int64_t count = min64(8, blocks - g);
+    alignas(32) float d[MR][NR][8];
+    __m256 dw[NR];
 #pragma GCC unroll 4
     for (int n = 0; n < NR; ++n) {
-      if constexpr (Q4) {
-        // Bytes of a 64-weight group: low nibbles are its even block, high its odd one.
-        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + (b / 2) * 32));
-        const __m256i codes = b % 2 ? _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4) : _mm256_and_si256(bytes, low4);
-        wv[n] = _mm256_sub_epi8(codes, eight);
+      if (count == 8) {
+        dw[n] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + n * ldws + g)));
       } else {
-        wv[n] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b * 32)), flip);
+        alignas(32) float part[8] = {};
+        for (int64_t j = 0; j < count; ++j) part[j] = _cvtsh_ss(ws[n * ldws + g + j]);
+        dw[n] = _mm256_load_ps(part);
       }
-      wabs[n] = _mm256_abs_epi8(wv[n]);
-      dw[n] = _cvtsh_ss(ws[n * ldws + b]);  // F16C, not the portable bit-twiddling
     }
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) {
-      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + m * K + b * 32));
-      const float dx = xs[m * (K / 4) + b * 8];
+      alignas(32) float dx[8] = {};
+      for (int64_t j = 0; j < count; ++j) dx[j] = x.scale[m * ldx + (g + j) * 8];
+      const __m256 dxv = _mm256_load_ps(dx);
 #pragma GCC unroll 4
+      for (int n = 0; n < NR; ++n) _mm256_store_ps(d[m][n], _mm256_mul_ps(dxv, dw[n]));
+    }
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t b = g + j;
+#pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) {
-        const __m256i pairs = _mm256_maddubs_epi16(wabs[n], _mm256_sign_epi8(xv, wv[n]));
-        const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones16));
-        acc[m][n] = _mm256_fmadd_ps(sums, _mm256_set1_ps(dx * dw[n]), acc[m][n]);
+        __m256i wv, wabs;
+        if (b % (Q4 ? 4 : 2) == 0)  // once per cache line
+          _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + (Q4 ? b / 2 : b) * 32), _MM_HINT_T0);
+        if constexpr (Q4) {
+          // Bytes of a 64-weight group: low nibbles are its even block, high its odd one.
+          const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + (b / 2) * 32));
+          wv = b % 2 ? _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4) : _mm256_and_si256(bytes, low4);
+          wabs = wv;
+        } else {
+          wv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b * 32)), flip);
+          wabs = _mm256_abs_epi8(wv);
+        }
+#pragma GCC unroll 4
+        for (int m = 0; m < MR; ++m) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + m * K + b * 32));
+          __m256i sums;
+          if constexpr (Q4) {
+            sums = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wabs, xv), ones16),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.start + m * ldx + b * 8)));
+          } else {
+            sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones16);
+          }
+          acc[m][n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_broadcast_ss(&d[m][n][j]), acc[m][n]);
+        }
       }
     }
   }
@@ -218,11 +252,11 @@ void quant_tile(const int8_t* xq, const float* xs, int64_t K, const uint8_t* w, 
 
 constexpr int quant_tile_rows(int mr) { return mr == 1 ? 4 : mr == 2 ? 3 : 2; }
 
-using QuantTile = void (*)(const int8_t*, const float*, int64_t, const uint8_t*, int64_t, const uint16_t*, int64_t, float*,
+using QuantTile = void (*)(const QuantizedActivations&, int64_t, const uint8_t*, int64_t, const uint16_t*, int64_t, float*,
                            int64_t);
 template <bool Q4, int MR>
-constexpr QuantTile quant_tile_row[4] = {quant_tile<MR, 1, Q4>, quant_tile<MR, 2, Q4>, quant_tile<MR, 3, Q4>,
-                                         quant_tile<MR, 4, Q4>};
+constexpr QuantTile quant_tile_row[8] = {quant_tile<MR, 1, Q4>, quant_tile<MR, 2, Q4>, quant_tile<MR, 3, Q4>,
+                                         quant_tile<MR, 4, Q4>, quant_tile<MR, 5, Q4>, quant_tile<MR, 6, Q4>, quant_tile<MR, 7, Q4>, quant_tile<MR, 8, Q4>};
 template <bool Q4>
 QuantTile quant_tile_of(int64_t mr, int64_t nr) {
   switch (mr) {
@@ -234,12 +268,12 @@ QuantTile quant_tile_of(int64_t mr, int64_t nr) {
 }
 
 template <bool Q4>
-void quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+void quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
   const int64_t K = w.cols, N = w.rows, ldw = Q4 ? K / 2 : K, ldws = K / 32;
   const auto* wq = static_cast<const uint8_t*>(w.data);
   const int64_t step = quant_tile_rows(static_cast<int>(M));
   for (int64_t n = n0; n < n1; n += step)
-    quant_tile_of<Q4>(M, min64(step, n1 - n))(xq, xs, K, wq + n * ldw, ldw, w.scales + n * ldws, ldws, y + n, N);
+    quant_tile_of<Q4>(M, min64(step, n1 - n))(x, K, wq + n * ldw, ldw, w.scales + n * ldws, ldws, y + n, N);
 }
 
 // Rows [rows, kl] of quantised weights from column k0 (a multiple of 32) as
@@ -276,9 +310,9 @@ void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws
 
 }  // namespace
 
-void avx2_quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
-  if (w.quant == Quant::Q4_0) return quant_gemv<true>(xq, xs, M, w, n0, n1, y);
-  quant_gemv<false>(xq, xs, M, w, n0, n1, y);
+void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
+  if (w.quant == Quant::Q4_0) return quant_gemv<true>(x, M, w, n0, n1, y);
+  quant_gemv<false>(x, M, w, n0, n1, y);
 }
 
 // Prefill: each 48-row panel dequantised to f32 once per K block and reused

@@ -64,9 +64,8 @@ void avx512_split_bf16x3(const float* x, int64_t n, uint16_t* hi, uint16_t* mid,
 // AVX2 + FMA (+ F16C): avx512_f32's contract on CPUs without AVX-512.
 void avx2_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
 // Q8_0 / Q4_0 weights, decode (M <= kGemvMaxRows): activations quantised by
-// quantize_activations (xq [M, K], lane scales xs [M, K / 4]; the start
-// values are not needed here), integer dot products per block of 32.
-void avx2_quant_gemv(const int8_t* xq, const float* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
+// quantize_activations, integer dot products per block of 32.
+void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 // Q8_0 / Q4_0 weights, prefill: f32 activations times weight panels
 // dequantised to f32 (`panel`: kPanelFloats floats of per-thread scratch).
 void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
