@@ -62,6 +62,27 @@ TEST(BenchCommand, SixteenBitKVCacheReadsHalfTheKVBytes) {
   EXPECT_NEAR(bytes[0] - bytes[1], 301.5 * 4 * 2 * 64 * 2, 301.5 * 4 * 2 * 64 * 2 * 0.05);
 }
 
+TEST(BenchCommand, BatchedDecodeSharesTheWeightsAmongItsSequences) {
+  ScopedTempDir dir;
+  double bytes[2];
+  for (int i = 0; i < 2; ++i) {
+    const int batch = i ? 4 : 1;
+    const CliResult r = run_cli(dir, "bench --model " + kDemo + " --prompt-tokens 8 --new-tokens 4 --repetitions 1 --json --batch " +
+                                         std::to_string(batch));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["batch"], batch);
+    bytes[i] = j["decode_bytes_per_token"].get<double>();
+  }
+  // Per token, four sequences read the 8.2 MB LM head a quarter as often as
+  // one does (the experts they route to differ, so those shrink less).
+  EXPECT_LT(bytes[1], 0.5 * bytes[0]);
+  EXPECT_GT(bytes[1], 8.192e6 / 4);
+  const CliResult bad = run_cli(dir, "bench --model " + kDemo + " --batch 0");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--batch: 0, expected at least 1"), std::string::npos) << bad.err;
+}
+
 TEST(BenchCommand, RejectsUnknownModes) {
   ScopedTempDir dir;
   CliResult r = run_cli(dir, "bench --model " + kDemo + " --weights q5_1");

@@ -24,7 +24,7 @@ namespace {
 
 struct BenchArgs {
   std::string model, weights = "bf16", compute = "f32", kv_dtype = "f32";
-  int64_t prompt_tokens = 128, new_tokens = 32;
+  int64_t prompt_tokens = 128, new_tokens = 32, batch = 1;
   int threads = 0, repetitions = 3;
   bool json = false;
 };
@@ -46,30 +46,38 @@ double median(std::vector<double> v) {
 
 int32_t argmax(const float* row, int64_t n) { return static_cast<int32_t>(std::max_element(row, row + n) - row); }
 
-// One prompt then greedy decoding through the KV cache, one token per step.
-Run run_once(const JetMoeForCausalLM& lm, const std::vector<int32_t>& prompt, int64_t new_tokens) {
+// The prompts (one per sequence) then greedy decoding through the KV cache,
+// one token per sequence per step: the server's allocation-free step, the
+// sequences sharing each forward pass as continuous batching makes them.
+Run run_once(const JetMoeForCausalLM& lm, const std::vector<std::vector<int32_t>>& prompts, int64_t new_tokens) {
   const JetMoeConfig& c = lm.config();
-  KVCache cache = lm.make_kv_cache(1, static_cast<int64_t>(prompt.size()) + new_tokens);
+  const auto B = static_cast<int64_t>(prompts.size());
+  const auto prompt_len = static_cast<int32_t>(prompts[0].size());
+  KVCache cache = lm.make_kv_cache(B, prompt_len + new_tokens);
   Run r;
   auto t0 = std::chrono::steady_clock::now();
-  CausalLMOutput out = lm.forward(ModelInput::from_ids({prompt}), &cache, {}, nullptr, /*logits_last_only=*/true);
-  int32_t next = argmax(out.logits.data.data(), c.vocab_size);
+  CausalLMOutput out = lm.forward(ModelInput::from_ids(prompts), &cache, {}, nullptr, /*logits_last_only=*/true);
+  TokenBatch step;
+  std::vector<int64_t> logit_rows;
+  for (int64_t b = 0; b < B; ++b) {
+    step.token_ids.push_back(argmax(out.logits.data.data() + b * c.vocab_size, c.vocab_size));
+    step.seq.push_back(static_cast<int32_t>(b));
+    step.pos.push_back(prompt_len);
+    logit_rows.push_back(b);
+  }
   r.prefill_s = seconds_since(t0);
-  // Decode through the allocation-free step (the server's): one token into
-  // row 0 at the next position, logits into a reused tensor.
   ForwardStats stats;
-  TokenBatch step{{next}, {0}, {static_cast<int32_t>(prompt.size())}};
-  const std::vector<int64_t> logit_row = {0};
   Tensor logits;
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < new_tokens; ++i) {
-    step.token_ids[0] = next;
-    lm.forward_batch(step, cache, logit_row, logits, &stats);
-    next = argmax(logits.data.data(), c.vocab_size);
-    ++step.pos[0];
+    lm.forward_batch(step, cache, logit_rows, logits, &stats);
+    for (int64_t b = 0; b < B; ++b) {
+      step.token_ids[static_cast<size_t>(b)] = argmax(logits.data.data() + b * c.vocab_size, c.vocab_size);
+      ++step.pos[static_cast<size_t>(b)];
+    }
   }
   r.decode_s = seconds_since(t0);
-  r.bytes_per_token = static_cast<double>(stats.weight_bytes + stats.kv_bytes) / static_cast<double>(new_tokens);
+  r.bytes_per_token = static_cast<double>(stats.weight_bytes + stats.kv_bytes) / static_cast<double>(new_tokens * B);
   return r;
 }
 
@@ -88,6 +96,7 @@ void run_bench(const BenchArgs& a) {
   if (a.prompt_tokens < 1) throw Error("--prompt-tokens: " + std::to_string(a.prompt_tokens) + ", expected at least 1");
   if (a.new_tokens < 1) throw Error("--new-tokens: " + std::to_string(a.new_tokens) + ", expected at least 1");
   if (a.repetitions < 1) throw Error("--repetitions: " + std::to_string(a.repetitions) + ", expected at least 1");
+  if (a.batch < 1) throw Error("--batch: " + std::to_string(a.batch) + ", expected at least 1");
 
   // Measured before the model is loaded, so the 512 MiB buffer is gone by the
   // time the weights set the peak RSS.
@@ -106,17 +115,20 @@ void run_bench(const BenchArgs& a) {
 
   std::mt19937 rng(42);
   std::uniform_int_distribution<int32_t> token(3, static_cast<int32_t>(c.vocab_size - 1));
-  std::vector<int32_t> prompt(static_cast<size_t>(a.prompt_tokens));
-  for (auto& t : prompt) t = token(rng);
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(a.batch));
+  for (auto& prompt : prompts) {
+    prompt.resize(static_cast<size_t>(a.prompt_tokens));
+    for (auto& t : prompt) t = token(rng);
+  }
 
   // An untimed short run faults the mapped weights in.
   std::cerr << "bench: warm-up...\n";
-  run_once(*lm, prompt, 2);
+  run_once(*lm, prompts, 2);
   std::vector<double> prefill, decode, ttft, bytes;
   for (int rep = 0; rep < a.repetitions; ++rep) {
-    const Run r = run_once(*lm, prompt, a.new_tokens);
-    prefill.push_back(static_cast<double>(a.prompt_tokens) / r.prefill_s);
-    decode.push_back(static_cast<double>(a.new_tokens) / r.decode_s);
+    const Run r = run_once(*lm, prompts, a.new_tokens);
+    prefill.push_back(static_cast<double>(a.prompt_tokens * a.batch) / r.prefill_s);
+    decode.push_back(static_cast<double>(a.new_tokens * a.batch) / r.decode_s);
     ttft.push_back(r.prefill_s * 1e3);
     bytes.push_back(r.bytes_per_token);
     std::fprintf(stderr, "bench: repetition %d/%d: prefill %.2f tok/s, decode %.2f tok/s\n", rep + 1, a.repetitions,
@@ -139,14 +151,17 @@ void run_bench(const BenchArgs& a) {
     j["kv_dtype"] = a.kv_dtype;
     j["time_to_first_token_ms"] = median(ttft);
     j["threads"] = lm->model().thread_pool().size();
+    j["batch"] = a.batch;
     std::cout << j.dump() << "\n";
     return;
   }
   std::printf("model            %s (weights %s, compute %s)\n", a.model.c_str(), a.weights.c_str(), a.compute.c_str());
   std::printf("load             %.2f s\n", load_s);
-  std::printf("prefill          %.2f tok/s (%lld tokens)\n", prefill_tps, static_cast<long long>(a.prompt_tokens));
+  std::printf("prefill          %.2f tok/s (%lld tokens x %lld sequences)\n", prefill_tps, static_cast<long long>(a.prompt_tokens),
+              static_cast<long long>(a.batch));
   std::printf("time to 1st tok  %.1f ms\n", median(ttft));
-  std::printf("decode           %.2f tok/s (%lld tokens)\n", decode_tps, static_cast<long long>(a.new_tokens));
+  std::printf("decode           %.2f tok/s (%lld tokens x %lld sequences)\n", decode_tps, static_cast<long long>(a.new_tokens),
+              static_cast<long long>(a.batch));
   std::printf("bytes per token  %.3f GB (weights + KV read per decoded token)\n", bpt / 1e9);
   std::printf("read bandwidth   %.1f GB/s\n", bandwidth);
   std::printf("roofline         %.1f tok/s; achieved %.1f%%\n", bandwidth * 1e9 / bpt, 100.0 * roofline);
@@ -166,6 +181,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--weights", args->weights, "bf16 (as stored), q8_0 or q4_0")->capture_default_str();
   cmd->add_option("--compute", args->compute, "f32 (exact) or bf16 (activations rounded for AVX512_BF16)")->capture_default_str();
   cmd->add_option("--kv-dtype", args->kv_dtype, "KV cache: f32 (exact), f16 or bf16 (half the bytes attention reads)")
+      ->capture_default_str();
+  cmd->add_option("--batch", args->batch,
+                  "Sequences decoded together, one token each per forward pass (continuous batching); "
+                  "tok/s are their sum")
       ->capture_default_str();
   cmd->add_option("--repetitions", args->repetitions, "Timed runs; medians are reported")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
