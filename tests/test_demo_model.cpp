@@ -34,5 +34,25 @@ TEST(DemoModel, GreedyDecodingThroughKVCacheMatchesTransformers) {
   }
 }
 
+// Small experts run one per thread when enough of them are active, big ones
+// split over all threads: the logits must not depend on which happened.
+TEST(DemoModel, LogitsDoNotDependOnTheThreadCount) {
+  const std::string dir = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
+  const ModelInput input = ModelInput::from_ids({{1, 400, 17, 2001, 90, 5}, {1, 31, 32, 33, 34, 35}});
+  std::vector<float> reference;
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    LoadOptions options;
+    options.num_threads = threads;
+    auto lm = JetMoeForCausalLM::from_pretrained(dir, options);
+    KVCache cache(lm->config(), 2, 8);
+    std::vector<float> logits = lm->forward(input, &cache).logits.data;
+    const CausalLMOutput step = lm->forward(ModelInput::from_ids({{7}, {8}}), &cache);
+    logits.insert(logits.end(), step.logits.data.begin(), step.logits.data.end());
+    if (reference.empty()) reference = logits;
+    EXPECT_EQ(logits, reference);
+  }
+}
+
 }  // namespace
 }  // namespace jetmoe
