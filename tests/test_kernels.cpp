@@ -211,6 +211,24 @@ TEST(Kernels, QuantizedMatmulSameResultWhateverThreads) {
   }
 }
 
+// Which tile shape computes an output depends on where the thread split
+// falls; its bits must not.
+TEST(Kernels, Bf16MatmulSameResultWhateverThreads) {
+  std::mt19937 rng(5);
+  ThreadPool p1(1), p3(3);
+  for (int64_t M : {1, 3, 4, 8, 17})
+    for (int64_t K : {128, 136}) {
+      const int64_t N = 157;
+      const auto w = random_bf16(N * K, rng);
+      const auto x = random_f32(M * K, rng);
+      const WeightMatrix wm{DType::BF16, w.data(), N, K};
+      std::vector<float> y1(static_cast<size_t>(M * N)), y3(static_cast<size_t>(M * N));
+      matmul(p1, x.data(), M, wm, y1.data());
+      matmul(p3, x.data(), M, wm, y3.data());
+      EXPECT_EQ(y1, y3) << "M=" << M << " K=" << K;
+    }
+}
+
 TEST(Kernels, WeightBytesCountQuantsAndScales) {
   EXPECT_EQ(weight_bytes({DType::BF16, nullptr, 10, 64}), 10 * 64 * 2);
   EXPECT_EQ(weight_bytes({DType::BF16, nullptr, 10, 64, Compute::F32, Quant::Q8_0}), 10 * 68);  // 34 bytes per 32

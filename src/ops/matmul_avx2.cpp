@@ -19,11 +19,21 @@ namespace {
 
 inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// A vector's lanes summed as ((0+1)+(2+3))+((4+5)+(6+7)): the order hsum8
+// sums each of its vectors in, so an output's bits do not depend on which
+// tile shape (and so which thread split) computed it.
 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
+  const __m128 h = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 q = _mm_hadd_ps(h, h);
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+// The horizontal sums of eight vectors, in order, in one vector: a quarter
+// of the shuffles of eight hsum calls, which short rows (K = 128) feel.
+inline __m256 hsum8(const __m256* v) {
+  const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+  const __m256 b = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
 }
 
 // Eight weights widened to f32, and one for the ragged end of a row.
@@ -63,18 +73,33 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     if (ahead && i % kLine == 0)
 #pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + i), _MM_HINT_T0);
+    // Activations loaded once per step: as FMA memory operands they were
+    // reloaded for every weight row, and two loads a cycle then bound the
+    // tile below its FMA rate.
+    __m256 xv[MR];
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + i);
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) {
       const __m256 wv = L::load(w + n * ldw + i);
 #pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m) acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + i), wv, acc[m][n]);
+      for (int m = 0; m < MR; ++m) acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
     }
+  }
+  alignas(32) float sums[MR][NR];
+  if constexpr (MR * NR == 8) {
+    _mm256_store_ps(&sums[0][0], hsum8(&acc[0][0]));
+  } else {
+#pragma GCC unroll 4
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 8
+      for (int n = 0; n < NR; ++n) sums[m][n] = hsum(acc[m][n]);
   }
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) {
-      float s = hsum(acc[m][n]);
+      float s = sums[m][n];
       for (int64_t i = k8; i < k; ++i) s += x[m * ldx + i] * L::one(w + n * ldw + i);
       y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
     }
