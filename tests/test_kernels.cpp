@@ -58,6 +58,31 @@ TEST(Kernels, F16RoundingMatchesF16ToF32) {
   EXPECT_EQ(f32_to_f16(1e-9f), 0x0000);
 }
 
+// BF16 rows quantise through the SIMD code where the CPU has it, F32 rows
+// through the portable code: the same values must give the same bytes, so a
+// GGUF file does not depend on the machine that wrote it.
+TEST(Kernels, SimdQuantisationMatchesThePortableCode) {
+  std::mt19937 rng(9);
+  ThreadPool pool(2);
+  const int64_t rows = 70, cols = 192;
+  auto w = random_bf16(rows * cols, rng);
+  // Ties between the largest positive and negative values, a zero block and tiny values.
+  w[0] = f32_to_bf16(0.5f);
+  w[1] = f32_to_bf16(-0.5f);
+  for (int64_t i = cols; i < cols + 32; ++i) w[static_cast<size_t>(i)] = 0;
+  for (int64_t i = 2 * cols; i < 2 * cols + 32; ++i) w[static_cast<size_t>(i)] = f32_to_bf16(1e-30f * static_cast<float>(i % 7));
+  std::vector<float> wf(w.size());
+  for (size_t i = 0; i < w.size(); ++i) wf[i] = bf16_to_f32(w[i]);
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) {
+    const Quantized simd = quantize(pool, q, w, rows, cols);
+    std::vector<uint8_t> quants(simd.quants.size());
+    std::vector<uint16_t> scales(simd.scales.size());
+    quantize_rows(pool, q, DType::F32, wf.data(), rows, cols, quants.data(), scales.data());
+    EXPECT_EQ(simd.quants, quants) << "q" << (q == Quant::Q8_0 ? 8 : 4);
+    EXPECT_EQ(simd.scales, scales) << "q" << (q == Quant::Q8_0 ? 8 : 4);
+  }
+}
+
 TEST(Kernels, QuantizedRowsStayWithinHalfAStep) {
   std::mt19937 rng(5);
   ThreadPool pool(2);

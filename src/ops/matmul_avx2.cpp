@@ -347,6 +347,37 @@ void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws
   }
 }
 
+// One block of 32 BF16 weights: its scale (f16) and the codes as 32 bytes in
+// order, the portable quantize_row's values (same f32 products, and
+// vcvtps2dq rounds to nearest even as lrint does).
+template <bool Q4>
+__m256i quantize_block(const uint16_t* src, uint16_t* scale) {
+  __m256 v[4];
+  for (int i = 0; i < 4; ++i) v[i] = LoadBF16::load(src + 8 * i);
+  const __m256 hi = _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3]));
+  const __m256 lo = _mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3]));
+  alignas(32) float his[8], los[8];
+  _mm256_store_ps(his, hi);
+  _mm256_store_ps(los, lo);
+  float h = his[0], l = los[0];
+  for (int i = 1; i < 8; ++i) {
+    h = his[i] > h ? his[i] : h;
+    l = los[i] < l ? los[i] : l;
+  }
+  // On a tie the positive value wins, as in the portable code.
+  const float d = Q4 ? (-l > h ? l : h) / -8.0f : (h < -l ? -l : h) / 127.0f;
+  *scale = f32_to_f16(d);
+  const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+  const __m256i offset = _mm256_set1_epi32(Q4 ? 8 : 128), top = _mm256_set1_epi32(Q4 ? 15 : 255),
+                bottom = _mm256_set1_epi32(Q4 ? 0 : 1);
+  __m256i q[4];
+  for (int i = 0; i < 4; ++i)
+    q[i] = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[i], id)), offset), bottom), top);
+  // The packs interleave the 128-bit lanes; the permute puts the four groups of 8 back in order.
+  const __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+  return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 }  // namespace
 
 void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
@@ -366,6 +397,26 @@ void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n
       const int64_t kl = min64(kc, K - k0);
       dequantize_panel(w.quant, wq + nb * ldw, ldw, w.scales + nb * ldws, ldws, rows, k0, kl, panel);
       multiply_panel(x, M, K, k0, kl, panel, kl, rows, y, N, nb);
+    }
+  }
+}
+
+void avx2_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
+                             uint16_t* scales) {
+  const int64_t blocks = cols / 32;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* w = src + r * cols;
+    uint16_t* s = scales + r * blocks;
+    if (q == Quant::Q8_0) {
+      uint8_t* out = quants + r * cols;
+      for (int64_t b = 0; b < blocks; ++b)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 32), quantize_block<false>(w + b * 32, s + b));
+    } else {
+      uint8_t* out = quants + r * (cols / 2);
+      for (int64_t b = 0; b + 1 < blocks; b += 2) {
+        const __m256i lo = quantize_block<true>(w + b * 32, s + b), hi = quantize_block<true>(w + b * 32 + 32, s + b + 1);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 16), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
+      }
     }
   }
 }

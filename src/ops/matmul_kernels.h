@@ -70,6 +70,10 @@ void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatri
 // dequantised to f32 (`panel`: kPanelFloats floats of per-thread scratch).
 void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
 
+// avx512_quantize_bf16_rows's contract on AVX2 + F16C.
+void avx2_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
+                             uint16_t* scales);
+
 // Round-to-nearest-even f32 -> bf16, as f32_to_bf16 does.
 void avx512_round_bf16(const float* x, int64_t n, uint16_t* out);
 

@@ -51,10 +51,11 @@ int64_t quant_row_bytes(Quant q, int64_t cols) { return q == Quant::Q4_0 ? cols 
 void quantize_rows(ThreadPool& pool, Quant q, DType dtype, const void* src, int64_t rows, int64_t cols, uint8_t* quants,
                    uint16_t* scales) {
   const int64_t row_bytes = quant_row_bytes(q, cols), src_row = cols * static_cast<int64_t>(dtype_size(dtype));
-  if (dtype == DType::BF16 && cpu_features().avx512) {
+  if (dtype == DType::BF16 && (cpu_features().avx512 || cpu_features().avx2_fma)) {
+    const auto kernel = cpu_features().avx512 ? kernels::avx512_quantize_bf16_rows : kernels::avx2_quantize_bf16_rows;
     pool.parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
-      kernels::avx512_quantize_bf16_rows(q, static_cast<const uint16_t*>(src) + r0 * cols, r1 - r0, cols,
-                                         quants + r0 * row_bytes, scales + r0 * (cols / kQuantBlock));
+      kernel(q, static_cast<const uint16_t*>(src) + r0 * cols, r1 - r0, cols, quants + r0 * row_bytes,
+             scales + r0 * (cols / kQuantBlock));
     });
     return;
   }
