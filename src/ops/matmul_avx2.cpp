@@ -59,7 +59,7 @@ struct LoadF16 {
 // MR*NR accumulators stay in the 16 registers and are reduced once per call.
 // With `ahead` rows > 0 the tile also prefetches the weight rows that far
 // on, a cache line per row as its own reads cross one.
-template <int MR, int NR, class L>
+template <int MR, int NR, class L, bool kDecode>
 void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy, bool add,
           int64_t ahead) {
   constexpr int64_t kLine = 64 / sizeof(typename L::T);
@@ -70,7 +70,7 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     for (int n = 0; n < NR; ++n) acc[m][n] = _mm256_setzero_ps();
   const int64_t k8 = k / 8 * 8;
   for (int64_t i = 0; i < k8; i += 8) {
-    if (ahead && i % kLine == 0)
+    if (kDecode && ahead && i % kLine == 0)
 #pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + i), _MM_HINT_T0);
     // Activations loaded once per step: as FMA memory operands they were
@@ -83,7 +83,8 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     for (int n = 0; n < NR; ++n) {
       const __m256 wv = L::load(w + n * ldw + i);
 #pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m) acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
+      for (int m = 0; m < MR; ++m)
+        acc[m][n] = _mm256_fmadd_ps(kDecode ? xv[m] : _mm256_loadu_ps(x + m * ldx + i), wv, acc[m][n]);
     }
   }
   alignas(32) float sums[MR][NR];
@@ -111,16 +112,17 @@ constexpr int tile_rows(int mr) { return mr == 1 ? 8 : mr == 2 ? 6 : mr == 3 ? 4
 
 template <class L>
 using Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, bool, int64_t);
-template <class L, int MR>
-constexpr Tile<L> tile_row[8] = {tile<MR, 1, L>, tile<MR, 2, L>, tile<MR, 3, L>, tile<MR, 4, L>,
-                                 tile<MR, 5, L>, tile<MR, 6, L>, tile<MR, 7, L>, tile<MR, 8, L>};
-template <class L>
+template <class L, int MR, bool kDecode>
+constexpr Tile<L> tile_row[8] = {tile<MR, 1, L, kDecode>, tile<MR, 2, L, kDecode>, tile<MR, 3, L, kDecode>,
+                                 tile<MR, 4, L, kDecode>, tile<MR, 5, L, kDecode>, tile<MR, 6, L, kDecode>,
+                                 tile<MR, 7, L, kDecode>, tile<MR, 8, L, kDecode>};
+template <class L, bool kDecode>
 Tile<L> tile_of(int64_t mr, int64_t nr) {
   switch (mr) {
-    case 1: return tile_row<L, 1>[nr - 1];
-    case 2: return tile_row<L, 2>[nr - 1];
-    case 3: return tile_row<L, 3>[nr - 1];
-    default: return tile_row<L, 4>[nr - 1];
+    case 1: return tile_row<L, 1, kDecode>[nr - 1];
+    case 2: return tile_row<L, 2, kDecode>[nr - 1];
+    case 3: return tile_row<L, 3, kDecode>[nr - 1];
+    default: return tile_row<L, 4, kDecode>[nr - 1];
   }
 }
 
@@ -149,7 +151,7 @@ void multiply_panel(const float* x, int64_t M, int64_t K, int64_t k0, int64_t kl
     const int64_t mr = min64(4, M - m);
     const int64_t step = tile_rows(static_cast<int>(mr));
     for (int64_t r = 0; r < rows; r += step)
-      tile_of<LoadF32>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * ldp, ldp, kl, y + m * N + nb + r, N, k0 > 0, 0);
+      tile_of<LoadF32, false>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * ldp, ldp, kl, y + m * N + nb + r, N, k0 > 0, 0);
   }
 }
 
@@ -163,7 +165,7 @@ void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t 
   const int64_t ahead = prefetch_rows(step, K * static_cast<int64_t>(sizeof(typename L::T)));
   for (int64_t n = n0; n < n1; n += step)
     for (int64_t m = 0; m < M; m += 4)
-      tile_of<L>(min64(4, M - m), min64(step, n1 - n))(x + m * K, K, w + n * K, K, K, y + m * N + n, N, false,
+      tile_of<L, true>(min64(4, M - m), min64(step, n1 - n))(x + m * K, K, w + n * K, K, K, y + m * N + n, N, false,
                                                        m == 0 ? ahead : 0);
 }
 
