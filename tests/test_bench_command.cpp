@@ -67,7 +67,8 @@ TEST(BenchCommand, BatchedDecodeSharesTheWeightsAmongItsSequences) {
   double bytes[2];
   for (int i = 0; i < 2; ++i) {
     const int batch = i ? 4 : 1;
-    const CliResult r = run_cli(dir, "bench --model " + kDemo + " --prompt-tokens 8 --new-tokens 4 --repetitions 1 --json --batch " +
+    const CliResult r = run_cli(dir, "bench --model " + kDemo +
+                                         " --prompt-tokens 8 --new-tokens 4 --repetitions 1 --json --batch " +
                                          std::to_string(batch));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const nlohmann::json j = nlohmann::json::parse(r.out);

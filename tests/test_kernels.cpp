@@ -70,7 +70,8 @@ TEST(Kernels, SimdQuantisationMatchesThePortableCode) {
   w[0] = f32_to_bf16(0.5f);
   w[1] = f32_to_bf16(-0.5f);
   for (int64_t i = cols; i < cols + 32; ++i) w[static_cast<size_t>(i)] = 0;
-  for (int64_t i = 2 * cols; i < 2 * cols + 32; ++i) w[static_cast<size_t>(i)] = f32_to_bf16(1e-30f * static_cast<float>(i % 7));
+  for (int64_t i = 2 * cols; i < 2 * cols + 32; ++i)
+    w[static_cast<size_t>(i)] = f32_to_bf16(1e-30f * static_cast<float>(i % 7));
   std::vector<float> wf(w.size());
   for (size_t i = 0; i < w.size(); ++i) wf[i] = bf16_to_f32(w[i]);
   for (Quant q : {Quant::Q8_0, Quant::Q4_0}) {

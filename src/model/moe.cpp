@@ -36,7 +36,8 @@ void run_experts(ops::ThreadPool& pool, const Routing& r, const ExpertWeights& e
     if (count) ops::matmul(pool, in + begin * experts.cols, count, experts.expert(e), out + begin * experts.rows);
   };
   int64_t active = 0;
-  for (int64_t e = 0; e < r.num_experts; ++e) active += r.offsets[static_cast<size_t>(e + 1)] > r.offsets[static_cast<size_t>(e)];
+  for (int64_t e = 0; e < r.num_experts; ++e)
+    active += r.offsets[static_cast<size_t>(e + 1)] > r.offsets[static_cast<size_t>(e)];
   if (ops::weight_bytes(experts.expert(0)) <= kSmallExpertBytes && active >= pool.size()) {
     // Each matmul called inside a task runs on that thread alone.
     pool.parallel_for(r.num_experts, 1, [&](int64_t e0, int64_t e1) {

@@ -57,8 +57,12 @@ struct LoadF16 {
 
 // MR x NR dot products of length k: y[m, n] (+)= x[m, :k] . w[n, :k]. The
 // MR*NR accumulators stay in the 16 registers and are reduced once per call.
-// With `ahead` rows > 0 the tile also prefetches the weight rows that far
-// on, a cache line per row as its own reads cross one.
+// kDecode (weights streamed from memory): the activations are loaded once per
+// step, where as FMA memory operands they were reloaded for every weight row
+// and two loads a cycle bound the tile; and with `ahead` rows > 0 the tile
+// prefetches the weight rows that far on, a cache line per row as its reads
+// cross one. Prefill panels (in L2) keep the memory operands: 5-10% faster.
+// The sums are the same either way.
 template <int MR, int NR, class L, bool kDecode>
 void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy, bool add,
           int64_t ahead) {
@@ -73,9 +77,6 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     if (kDecode && ahead && i % kLine == 0)
 #pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + i), _MM_HINT_T0);
-    // Activations loaded once per step: as FMA memory operands they were
-    // reloaded for every weight row, and two loads a cycle then bound the
-    // tile below its FMA rate.
     __m256 xv[MR];
 #pragma GCC unroll 4
     for (int m = 0; m < MR; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + i);
@@ -153,7 +154,8 @@ void multiply_panel(const float* x, int64_t M, int64_t K, int64_t k0, int64_t kl
     const int64_t mr = min64(4, M - m);
     const int64_t step = tile_rows(static_cast<int>(mr));
     for (int64_t r = 0; r < rows; r += step)
-      tile_of<LoadF32, false>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * ldp, ldp, kl, y + m * N + nb + r, N, k0 > 0, 0);
+      tile_of<LoadF32, false>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * ldp, ldp, kl,
+                                                         y + m * N + nb + r, N, k0 > 0, 0);
   }
 }
 
@@ -226,7 +228,8 @@ void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t 
 template <int MR, int NR, bool Q4>
 void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws,
                 float* y, int64_t ldy) {
-  const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f), flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f),
+                flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const int64_t blocks = K / 32, ldx = K / 4;
   const int64_t ahead = prefetch_rows(NR, ldw);
   __m256 acc[MR][NR];
@@ -376,7 +379,8 @@ __m256i quantize_block(const uint16_t* src, uint16_t* scale) {
                 bottom = _mm256_set1_epi32(Q4 ? 0 : 1);
   __m256i q[4];
   for (int i = 0; i < 4; ++i)
-    q[i] = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[i], id)), offset), bottom), top);
+    q[i] = _mm256_min_epi32(
+        _mm256_max_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[i], id)), offset), bottom), top);
   // The packs interleave the 128-bit lanes; the permute puts the four groups of 8 back in order.
   const __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
   return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
