@@ -78,14 +78,20 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
 #pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + i), _MM_HINT_T0);
     __m256 xv[MR];
+    if constexpr (kDecode)
 #pragma GCC unroll 4
-    for (int m = 0; m < MR; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + i);
+      for (int m = 0; m < MR; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + i);
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) {
       const __m256 wv = L::load(w + n * ldw + i);
 #pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m)
-        acc[m][n] = _mm256_fmadd_ps(kDecode ? xv[m] : _mm256_loadu_ps(x + m * ldx + i), wv, acc[m][n]);
+      for (int m = 0; m < MR; ++m) {
+        if constexpr (kDecode) {
+          acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
+        } else {
+          acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + i), wv, acc[m][n]);
+        }
+      }
     }
   }
   alignas(32) float sums[MR][NR];
