@@ -117,7 +117,9 @@ TEST(Ops, MatmulMatchesDoubleReference) {
   ThreadPool one(1), three(3);
   for (ThreadPool* pool : {&one, &three}) {
     for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
-      for (int64_t M : {1, 2, 3, 4, 17}) {
+      // Decode tiles up to 4 rows; above, outer-product tiles over strips of
+      // 16 and 8 activation rows (8, 16, 17 = 16 + 8 with one row, 40).
+      for (int64_t M : {1, 2, 3, 4, 8, 16, 17, 40}) {
         for (int64_t rows : {1, 5, 33, 100}) {
           for (int64_t cols : {1, 7, 64, 130}) check_matmul(*pool, {dtype, M, rows, cols}, rng);
         }

@@ -130,8 +130,9 @@ float* thread_panel() {
 }
 
 // AVX2: unquantised weights in exact f32 FMA whatever the compute mode (there
-// is no bf16 dot product to gain from rounding the activations); quantised
-// ones with integer dot products in decode, dequantised panels in prefill.
+// is no bf16 dot product to gain from rounding the activations). Decode:
+// quantised weights by integer dot products, the others widened in
+// registers. Prefill: outer-product tiles over the transposed activations.
 bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   if (!cpu_features().avx2_fma) return false;
   if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
@@ -140,13 +141,19 @@ bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
                       [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(acts, M, w, n0, n1, y); });
     return true;
   }
-  if (w.quant != Quant::None) {
-    pool.parallel_for(w.rows, kernels::kPanelRows,
-                      [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemm(x, M, w, n0, n1, y, thread_panel()); });
+  if (w.quant == Quant::None && M <= kernels::kGemvMaxRows) {
+    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+                      [&](int64_t n0, int64_t n1) { kernels::avx2_gemv(x, M, w, n0, n1, y); });
     return true;
   }
-  pool.parallel_for(w.rows, grain(pool, M, w.rows),
-                    [&](int64_t n0, int64_t n1) { kernels::avx2_f32(x, M, w, n0, n1, y, thread_panel()); });
+  // Transposed once here, read by every thread; grows only.
+  thread_local std::vector<float> xt;
+  const auto xt_size = static_cast<size_t>(kernels::avx2_xt_floats(M, w.cols));
+  if (xt.size() < xt_size) xt.resize(xt_size);
+  kernels::avx2_transpose_activations(x, M, w.cols, xt.data());
+  const float* xtp = xt.data();
+  pool.parallel_for(w.rows, kernels::kPanelRows,
+                    [&](int64_t n0, int64_t n1) { kernels::avx2_gemm(xtp, M, w, n0, n1, y, thread_panel()); });
   return true;
 }
 

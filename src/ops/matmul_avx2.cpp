@@ -55,16 +55,15 @@ struct LoadF16 {
   static float one(const uint16_t* p) { return f16_to_f32(*p); }
 };
 
-// MR x NR dot products of length k: y[m, n] (+)= x[m, :k] . w[n, :k]. The
-// MR*NR accumulators stay in the 16 registers and are reduced once per call.
-// kDecode (weights streamed from memory): the activations are loaded once per
-// step, where as FMA memory operands they were reloaded for every weight row
-// and two loads a cycle bound the tile; and with `ahead` rows > 0 the tile
-// prefetches the weight rows that far on, a cache line per row as its reads
-// cross one. Prefill panels (in L2) keep the memory operands: 5-10% faster.
-// The sums are the same either way.
-template <int MR, int NR, class L, bool kDecode>
-void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy, bool add,
+// MR x NR dot products of length k: y[m, n] = x[m, :k] . w[n, :k], for
+// decode, where the weights stream from memory. The MR*NR accumulators stay
+// in the 16 registers and are reduced once per call; the activations are
+// loaded once per step (as FMA memory operands they were reloaded for every
+// weight row, and two loads a cycle bound the tile). With `ahead` rows > 0
+// the tile prefetches the weight rows that far on, a cache line per row as
+// its reads cross one.
+template <int MR, int NR, class L>
+void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy,
           int64_t ahead) {
   constexpr int64_t kLine = 64 / sizeof(typename L::T);
   __m256 acc[MR][NR];
@@ -74,24 +73,17 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     for (int n = 0; n < NR; ++n) acc[m][n] = _mm256_setzero_ps();
   const int64_t k8 = k / 8 * 8;
   for (int64_t i = 0; i < k8; i += 8) {
-    if (kDecode && ahead && i % kLine == 0)
+    if (ahead && i % kLine == 0)
 #pragma GCC unroll 8
       for (int n = 0; n < NR; ++n) _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + i), _MM_HINT_T0);
     __m256 xv[MR];
-    if constexpr (kDecode)
 #pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + i);
+    for (int m = 0; m < MR; ++m) xv[m] = _mm256_loadu_ps(x + m * ldx + i);
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) {
       const __m256 wv = L::load(w + n * ldw + i);
 #pragma GCC unroll 4
-      for (int m = 0; m < MR; ++m) {
-        if constexpr (kDecode) {
-          acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
-        } else {
-          acc[m][n] = _mm256_fmadd_ps(_mm256_loadu_ps(x + m * ldx + i), wv, acc[m][n]);
-        }
-      }
+      for (int m = 0; m < MR; ++m) acc[m][n] = _mm256_fmadd_ps(xv[m], wv, acc[m][n]);
     }
   }
   alignas(32) float sums[MR][NR];
@@ -109,27 +101,26 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     for (int n = 0; n < NR; ++n) {
       float s = sums[m][n];
       for (int64_t i = k8; i < k; ++i) s += x[m * ldx + i] * L::one(w + n * ldw + i);
-      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
+      y[m * ldy + n] = s;
     }
 }
 
-// Weight rows per tile for MR activation rows: MR*NR accumulators plus a
-// weight vector in 16 registers (activations are FMA memory operands).
+// Weight rows per tile for MR activation rows: MR*NR accumulators, MR
+// activation vectors and a weight vector in 16 registers.
 constexpr int tile_rows(int mr) { return mr == 1 ? 8 : mr == 2 ? 6 : mr == 3 ? 4 : 3; }
 
 template <class L>
-using Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, bool, int64_t);
-template <class L, int MR, bool kDecode>
-constexpr Tile<L> tile_row[8] = {tile<MR, 1, L, kDecode>, tile<MR, 2, L, kDecode>, tile<MR, 3, L, kDecode>,
-                                 tile<MR, 4, L, kDecode>, tile<MR, 5, L, kDecode>, tile<MR, 6, L, kDecode>,
-                                 tile<MR, 7, L, kDecode>, tile<MR, 8, L, kDecode>};
-template <class L, bool kDecode>
+using Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, int64_t);
+template <class L, int MR>
+constexpr Tile<L> tile_row[8] = {tile<MR, 1, L>, tile<MR, 2, L>, tile<MR, 3, L>, tile<MR, 4, L>,
+                                 tile<MR, 5, L>, tile<MR, 6, L>, tile<MR, 7, L>, tile<MR, 8, L>};
+template <class L>
 Tile<L> tile_of(int64_t mr, int64_t nr) {
   switch (mr) {
-    case 1: return tile_row<L, 1, kDecode>[nr - 1];
-    case 2: return tile_row<L, 2, kDecode>[nr - 1];
-    case 3: return tile_row<L, 3, kDecode>[nr - 1];
-    default: return tile_row<L, 4, kDecode>[nr - 1];
+    case 1: return tile_row<L, 1>[nr - 1];
+    case 2: return tile_row<L, 2>[nr - 1];
+    case 3: return tile_row<L, 3>[nr - 1];
+    default: return tile_row<L, 4>[nr - 1];
   }
 }
 
@@ -152,35 +143,14 @@ inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) {
   return step * ((8192 + step * row_bytes - 1) / (step * row_bytes));
 }
 
-// y[:, nb .. nb + rows) (+)= x[:, k0 .. k0 + kl) . panel^T, the panel's rows
-// ldp apart, every 4-row group of activations over it.
-void multiply_panel(const float* x, int64_t M, int64_t K, int64_t k0, int64_t kl, const float* panel, int64_t ldp,
-                    int64_t rows, float* y, int64_t N, int64_t nb) {
-  for (int64_t m = 0; m < M; m += 4) {
-    const int64_t mr = min64(4, M - m);
-    const int64_t step = tile_rows(static_cast<int>(mr));
-    for (int64_t r = 0; r < rows; r += step)
-      tile_of<LoadF32, false>(mr, min64(step, rows - r))(x + m * K + k0, K, panel + r * ldp, ldp, kl,
-                                                         y + m * N + nb + r, N, k0 > 0, 0);
-  }
-}
-
-// Decode: each weight byte read from memory once, widened in registers.
-// Above four rows (a batch of sequences decoding together) each tile of
-// weights serves the rows four at a time while it sits in L1: cheaper than
-// widening panels that so few rows reuse.
+// Decode (M <= kGemvMaxRows): each weight byte read from memory once,
+// widened in registers.
 template <class L>
 void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y) {
-  const int64_t step = tile_rows(static_cast<int>(min64(M, 4)));
+  const int64_t step = tile_rows(static_cast<int>(M));
   const int64_t ahead = prefetch_rows(step, K * static_cast<int64_t>(sizeof(typename L::T)));
-  for (int64_t n = n0; n < n1; n += step)
-    for (int64_t m = 0; m < M; m += 4)
-      tile_of<L, true>(min64(4, M - m), min64(step, n1 - n))(x + m * K, K, w + n * K, K, K, y + m * N + n, N, false,
-                                                       m == 0 ? ahead : 0);
+  for (int64_t n = n0; n < n1; n += step) tile_of<L>(M, min64(step, n1 - n))(x, K, w + n * K, K, K, y + n, N, ahead);
 }
-
-// Rows up to which gemv beats widened panels.
-constexpr int64_t kAvx2GemvMaxRows = 16;
 
 template <class L>
 void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, float* out) {
@@ -190,33 +160,6 @@ void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, f
     int64_t i = 0;
     for (; i + 8 <= k; i += 8) _mm256_storeu_ps(dst + i, L::load(src + i));
     for (; i < k; ++i) dst[i] = L::one(src + i);
-  }
-}
-
-// Prefill: each 48-row panel widened to f32 once per K block and reused by
-// every 4-row group of activations. f32 weights are read in place.
-template <class L>
-void gemm(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y,
-          float* panel) {
-  if (M <= kAvx2GemvMaxRows) return gemv<L>(x, M, w, K, N, n0, n1, y);
-  const int64_t kc = k_block(K, kMaxKc, 8);
-  constexpr bool in_place = sizeof(typename L::T) == sizeof(float);
-  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
-    const int64_t rows = min64(kPanelRows, n1 - nb);
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-      const int64_t kl = min64(kc, K - k0);
-      const float* p;
-      int64_t ldp;
-      if constexpr (in_place) {
-        p = reinterpret_cast<const float*>(w) + nb * K + k0;
-        ldp = K;
-      } else {
-        widen_panel<L>(w + nb * K + k0, K, rows, kl, panel);
-        p = panel;
-        ldp = kl;
-      }
-      multiply_panel(x, M, K, k0, kl, p, ldp, rows, y, N, nb);
-    }
   }
 }
 
@@ -392,27 +335,147 @@ __m256i quantize_block(const uint16_t* src, uint16_t* scale) {
   return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+// Prefill: outer-product tiles. The activations are transposed once per
+// matmul into strips of 16 rows (8 for a last group of 8 or fewer), so one
+// k-step of a tile loads the strip's 16 values in two vectors, broadcasts
+// each weight w[n][k] and does two FMAs with it. Every weight is read in
+// place, once per strip, with no horizontal sums and no widened copy: 75-80%
+// of the FMA peak against 35-50% for dot-product tiles over widened panels.
+// Each output is one FMA chain in k order, whatever the tile or thread.
+inline int64_t strip_width(int64_t M, int64_t m0) { return M - m0 > 8 ? 16 : 8; }
+
+// NR weight rows times one strip of 8 * MV activation rows over kl columns,
+// into out[NR][8 * MV]. kBf16: w holds bf16 rows ldw apart, and a weight is
+// the high half of the 32-bit word one element before it, broadcast with its
+// low half (the element before) masked off: one load and one AND, where a
+// 16-bit broadcast costs a shuffle and a shift. The first step of the matrix
+// (`peel`) has no element before it and loads its weights on their own.
+template <int NR, int MV, bool kBf16>
+void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool peel, float* out) {
+  constexpr int kWidth = 8 * MV;
+  const __m256 high = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0xffff0000u)));
+  __m256 acc[NR][MV];
+#pragma GCC unroll 8
+  for (int n = 0; n < NR; ++n)
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) acc[n][v] = _mm256_setzero_ps();
+  const auto step = [&](int64_t k, bool first) {
+    __m256 xv[MV];
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) xv[v] = _mm256_loadu_ps(xt + k * kWidth + 8 * v);
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) {
+      __m256 wv;
+      if constexpr (kBf16) {
+        const uint16_t* p = static_cast<const uint16_t*>(w) + n * ldw + k;
+        if (first) {
+          wv = _mm256_set1_ps(bf16_to_f32(*p));
+        } else {
+          // vbroadcastss and vandps: both in the FP domain, no bypass delay.
+          wv = _mm256_and_ps(_mm256_broadcast_ss(reinterpret_cast<const float*>(p - 1)), high);
+        }
+      } else {
+        wv = _mm256_broadcast_ss(static_cast<const float*>(w) + n * ldw + k);
+      }
+#pragma GCC unroll 2
+      for (int v = 0; v < MV; ++v) acc[n][v] = _mm256_fmadd_ps(wv, xv[v], acc[n][v]);
+    }
+  };
+  int64_t k = 0;
+  if (peel && kl > 0) step(k++, true);
+  for (; k < kl; ++k) step(k, false);
+#pragma GCC unroll 8
+  for (int n = 0; n < NR; ++n)
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) _mm256_store_ps(out + n * kWidth + 8 * v, acc[n][v]);
+}
+
+// Tiles fill 16 registers: 6 rows x 2 vectors over a 16-wide strip (12
+// accumulators, 2 activation vectors, the weight, the mask); 8 rows x 1 over
+// an 8-wide one (9 and more spilled).
+constexpr int64_t kOuterRows16 = 6, kOuterRows8 = 8;
+// Weight rows per group: both tile shapes divide it.
+constexpr int64_t kOuterGroup = 24;
+
+using OuterTile = void (*)(const float*, int64_t, const void*, int64_t, bool, float*);
+template <bool kBf16>
+constexpr OuterTile outer_tiles16[kOuterRows16] = {outer_tile<1, 2, kBf16>, outer_tile<2, 2, kBf16>,
+                                                   outer_tile<3, 2, kBf16>, outer_tile<4, 2, kBf16>,
+                                                   outer_tile<5, 2, kBf16>, outer_tile<6, 2, kBf16>};
+template <bool kBf16>
+constexpr OuterTile outer_tiles8[kOuterRows8] = {outer_tile<1, 1, kBf16>, outer_tile<2, 1, kBf16>, outer_tile<3, 1, kBf16>,
+                                                 outer_tile<4, 1, kBf16>, outer_tile<5, 1, kBf16>, outer_tile<6, 1, kBf16>,
+                                                 outer_tile<7, 1, kBf16>, outer_tile<8, 1, kBf16>};
+OuterTile outer_tile_of(int64_t width, bool bf16, int64_t nr) {
+  if (width == 16) return bf16 ? outer_tiles16<true>[nr - 1] : outer_tiles16<false>[nr - 1];
+  return bf16 ? outer_tiles8<true>[nr - 1] : outer_tiles8<false>[nr - 1];
+}
+
+// y[m0 + l][n] (+)= out[n][l] for the strip's valid rows: a tile's sum for
+// this K block added to the previous blocks' in block order.
+void store_outer_tile(const float* out, int64_t width, int64_t valid, int64_t nr, float* y, int64_t ldy, bool add) {
+  for (int64_t l = 0; l < valid; ++l)
+    for (int64_t n = 0; n < nr; ++n) {
+      const float s = out[n * width + l];
+      y[l * ldy + n] = add ? y[l * ldy + n] + s : s;
+    }
+}
+
 }  // namespace
+
+int64_t avx2_xt_floats(int64_t M, int64_t K) { return (M + 7) / 8 * 8 * K; }
+
+void avx2_transpose_activations(const float* x, int64_t M, int64_t K, float* xt) {
+  for (int64_t m0 = 0; m0 < M; m0 += strip_width(M, m0)) {
+    const int64_t width = strip_width(M, m0), valid = min64(width, M - m0);
+    float* strip = xt + m0 * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t l = 0; l < width; ++l) strip[k * width + l] = l < valid ? x[(m0 + l) * K + k] : 0.0f;
+  }
+}
+
+void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+  const int64_t K = w.cols, N = w.rows;
+  const bool quant = w.quant != Quant::None;
+  // BF16 and F32 weights are read in place; F16 and quantised ones are
+  // widened per group of rows and K block into `panel` first.
+  const bool bf16 = !quant && w.dtype == DType::BF16, in_place = bf16 || (!quant && w.dtype == DType::F32);
+  const int64_t kc = k_block(K, kMaxKc, quant ? 32 : 8);
+  const int64_t ldq = quant ? quant_row_bytes(w.quant, K) : 0, ldqs = K / 32;
+  for (int64_t k0 = 0; k0 < K; k0 += kc) {
+    const int64_t kl = min64(kc, K - k0);
+    for (int64_t nb = n0; nb < n1; nb += kOuterGroup) {
+      const int64_t rows = min64(kOuterGroup, n1 - nb);
+      const void* src = panel;
+      int64_t ldw = kl;
+      if (in_place) {
+        src = static_cast<const uint8_t*>(w.data) + (nb * K + k0) * static_cast<int64_t>(dtype_size(w.dtype));
+        ldw = K;
+      } else if (quant) {
+        dequantize_panel(w.quant, static_cast<const uint8_t*>(w.data) + nb * ldq, ldq, w.scales + nb * ldqs, ldqs, rows,
+                         k0, kl, panel);
+      } else {
+        widen_panel<LoadF16>(static_cast<const uint16_t*>(w.data) + nb * K + k0, K, rows, kl, panel);
+      }
+      const int64_t elem = bf16 ? 2 : 4;
+      for (int64_t m0 = 0; m0 < M; m0 += strip_width(M, m0)) {
+        const int64_t width = strip_width(M, m0), valid = min64(width, M - m0);
+        const int64_t step = width == 16 ? kOuterRows16 : kOuterRows8;
+        for (int64_t r = 0; r < rows; r += step) {
+          const int64_t nr = min64(step, rows - r);
+          alignas(32) float out[kOuterRows16 * 16];
+          outer_tile_of(width, bf16, nr)(xt + m0 * K + k0 * width, kl, static_cast<const uint8_t*>(src) + r * ldw * elem,
+                                         ldw, bf16 && nb + r == 0 && k0 == 0, out);
+          store_outer_tile(out, width, valid, nr, y + m0 * N + nb + r, N, k0 > 0);
+        }
+      }
+    }
+  }
+}
 
 void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
   if (w.quant == Quant::Q4_0) return quant_gemv<true>(x, M, w, n0, n1, y);
   quant_gemv<false>(x, M, w, n0, n1, y);
-}
-
-// Prefill: each 48-row panel dequantised to f32 once per K block and reused
-// by every 4-row group of f32 activations.
-void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
-  const int64_t K = w.cols, N = w.rows, ldw = quant_row_bytes(w.quant, K), ldws = K / 32;
-  const auto* wq = static_cast<const uint8_t*>(w.data);
-  const int64_t kc = k_block(K, kMaxKc, 32);  // whole quantisation blocks
-  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
-    const int64_t rows = min64(kPanelRows, n1 - nb);
-    for (int64_t k0 = 0; k0 < K; k0 += kc) {
-      const int64_t kl = min64(kc, K - k0);
-      dequantize_panel(w.quant, wq + nb * ldw, ldw, w.scales + nb * ldws, ldws, rows, k0, kl, panel);
-      multiply_panel(x, M, K, k0, kl, panel, kl, rows, y, N, nb);
-    }
-  }
 }
 
 void avx2_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
@@ -435,12 +498,12 @@ void avx2_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t
   }
 }
 
-void avx2_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+void avx2_gemv(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
   const int64_t K = w.cols, N = w.rows;
   switch (w.dtype) {
-    case DType::BF16: return gemm<LoadBF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y, panel);
-    case DType::F16: return gemm<LoadF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y, panel);
-    default: return gemm<LoadF32>(x, M, static_cast<const float*>(w.data), K, N, n0, n1, y, panel);
+    case DType::BF16: return gemv<LoadBF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y);
+    case DType::F16: return gemv<LoadF16>(x, M, static_cast<const uint16_t*>(w.data), K, N, n0, n1, y);
+    default: return gemv<LoadF32>(x, M, static_cast<const float*>(w.data), K, N, n0, n1, y);
   }
 }
 

@@ -61,14 +61,19 @@ void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64
 void avx512_bf16x3_gemv(const uint16_t* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 void avx512_split_bf16x3(const float* x, int64_t n, uint16_t* hi, uint16_t* mid, uint16_t* lo);
 
-// AVX2 + FMA (+ F16C): avx512_f32's contract on CPUs without AVX-512.
-void avx2_f32(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
+// AVX2 + FMA (+ F16C), decode (M <= kGemvMaxRows): F32/F16/BF16 weights
+// read straight from memory and widened in registers.
+void avx2_gemv(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 // Q8_0 / Q4_0 weights, decode (M <= kGemvMaxRows): activations quantised by
 // quantize_activations, integer dot products per block of 32.
 void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
-// Q8_0 / Q4_0 weights, prefill: f32 activations times weight panels
-// dequantised to f32 (`panel`: kPanelFloats floats of per-thread scratch).
-void avx2_quant_gemm(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
+// Prefill, any weights: x [M, K] transposed once per matmul into xt
+// (avx2_xt_floats(M, K) floats: strips of 16 activation rows, zero-padded,
+// each [K][16]) and shared by the threads' avx2_gemm calls. `panel` holds
+// kPanelFloats floats of per-thread scratch for F16 and quantised weights.
+int64_t avx2_xt_floats(int64_t M, int64_t K);
+void avx2_transpose_activations(const float* x, int64_t M, int64_t K, float* xt);
+void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
 
 // avx512_quantize_bf16_rows's contract on AVX2 + F16C.
 void avx2_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
