@@ -350,15 +350,60 @@ inline int64_t strip_width(int64_t M, int64_t m0) { return M - m0 > 8 ? 16 : 8; 
 // low half (the element before) masked off: one load and one AND, where a
 // 16-bit broadcast costs a shuffle and a shift. The first step of the matrix
 // (`peel`) has no element before it and loads its weights on their own.
+// Transposes eight vectors in place: lane j of v[i] swaps with lane i of v[j].
+inline void transpose8(__m256* v) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// y[l][0 .. N) (+)= lane l of rows[0 .. N) for the first `valid` rows l: a
+// tile's sum for this K block added to the previous blocks' in block order.
+template <int N>
+void store_transposed(__m256* rows, int64_t valid, float* y, int64_t ldy, bool add) {
+  transpose8(rows);
+  for (int64_t l = 0; l < valid; ++l) {
+    float* out = y + l * ldy;
+    if constexpr (N == 8) {
+      _mm256_storeu_ps(out, add ? _mm256_add_ps(_mm256_loadu_ps(out), rows[l]) : rows[l]);
+    } else {
+      alignas(32) float sums[8];
+      _mm256_store_ps(sums, rows[l]);
+#pragma GCC unroll 8
+      for (int n = 0; n < N; ++n) out[n] = add ? out[n] + sums[n] : sums[n];
+    }
+  }
+}
+
+// NR weight rows times one strip of 8 * MV activation rows over kl columns,
+// (+)= into y's first `valid` strip rows. kBf16: w holds bf16 rows ldw
+// apart, and a weight is the high half of the 32-bit word one element before
+// it, broadcast with its low half (the element before) masked off: one load
+// and one AND, where a 16-bit broadcast costs a shuffle and a shift. The
+// first step of the matrix (`peel`) has no element before it and loads its
+// weights on their own.
 template <int NR, int MV, bool kBf16>
-void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool peel, float* out) {
+void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool peel, int64_t ahead, float* y,
+                int64_t ldy, int64_t valid, bool add) {
   constexpr int kWidth = 8 * MV;
   const __m256 high = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0xffff0000u)));
-  __m256 acc[NR][MV];
-#pragma GCC unroll 8
-  for (int n = 0; n < NR; ++n)
+  __m256 acc[MV][NR];
 #pragma GCC unroll 2
-    for (int v = 0; v < MV; ++v) acc[n][v] = _mm256_setzero_ps();
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 8
+    for (int n = 0; n < NR; ++n) acc[v][n] = _mm256_setzero_ps();
   const auto step = [&](int64_t k, bool first) {
     __m256 xv[MV];
 #pragma GCC unroll 2
@@ -378,16 +423,29 @@ void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool pe
         wv = _mm256_broadcast_ss(static_cast<const float*>(w) + n * ldw + k);
       }
 #pragma GCC unroll 2
-      for (int v = 0; v < MV; ++v) acc[n][v] = _mm256_fmadd_ps(wv, xv[v], acc[n][v]);
+      for (int v = 0; v < MV; ++v) acc[v][n] = _mm256_fmadd_ps(wv, xv[v], acc[v][n]);
     }
   };
   int64_t k = 0;
   if (peel && kl > 0) step(k++, true);
-  for (; k < kl; ++k) step(k, false);
+  constexpr int64_t kLine = kBf16 ? 32 : 16;
+  while (k < kl) {
+    if (ahead) {
+      const char* line = static_cast<const char*>(w) + (ahead * ldw + k) * (kBf16 ? 2 : 4);
 #pragma GCC unroll 8
-  for (int n = 0; n < NR; ++n)
+      for (int n = 0; n < NR; ++n) _mm_prefetch(line + n * ldw * (kBf16 ? 2 : 4), _MM_HINT_T0);
+    }
+    for (const int64_t end = min64(kl, (k / kLine + 1) * kLine); k < end; ++k) step(k, false);
+  }
+  // Copied out so acc's address is never taken: that kept it in memory.
 #pragma GCC unroll 2
-    for (int v = 0; v < MV; ++v) _mm256_store_ps(out + n * kWidth + 8 * v, acc[n][v]);
+  for (int v = 0; v < MV; ++v) {
+    if (valid <= 8 * v) break;
+    __m256 cols[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) cols[i] = i < NR ? acc[v][i < NR ? i : 0] : _mm256_setzero_ps();
+    store_transposed<NR>(cols, min64(8, valid - 8 * v), y + 8 * v * ldy, ldy, add);
+  }
 }
 
 // Tiles fill 16 registers: 6 rows x 2 vectors over a 16-wide strip (12
@@ -397,7 +455,7 @@ constexpr int64_t kOuterRows16 = 6, kOuterRows8 = 8;
 // Weight rows per group: both tile shapes divide it.
 constexpr int64_t kOuterGroup = 24;
 
-using OuterTile = void (*)(const float*, int64_t, const void*, int64_t, bool, float*);
+using OuterTile = void (*)(const float*, int64_t, const void*, int64_t, bool, int64_t, float*, int64_t, int64_t, bool);
 template <bool kBf16>
 constexpr OuterTile outer_tiles16[kOuterRows16] = {outer_tile<1, 2, kBf16>, outer_tile<2, 2, kBf16>,
                                                    outer_tile<3, 2, kBf16>, outer_tile<4, 2, kBf16>,
@@ -409,16 +467,6 @@ constexpr OuterTile outer_tiles8[kOuterRows8] = {outer_tile<1, 1, kBf16>, outer_
 OuterTile outer_tile_of(int64_t width, bool bf16, int64_t nr) {
   if (width == 16) return bf16 ? outer_tiles16<true>[nr - 1] : outer_tiles16<false>[nr - 1];
   return bf16 ? outer_tiles8<true>[nr - 1] : outer_tiles8<false>[nr - 1];
-}
-
-// y[m0 + l][n] (+)= out[n][l] for the strip's valid rows: a tile's sum for
-// this K block added to the previous blocks' in block order.
-void store_outer_tile(const float* out, int64_t width, int64_t valid, int64_t nr, float* y, int64_t ldy, bool add) {
-  for (int64_t l = 0; l < valid; ++l)
-    for (int64_t n = 0; n < nr; ++n) {
-      const float s = out[n * width + l];
-      y[l * ldy + n] = add ? y[l * ldy + n] + s : s;
-    }
 }
 
 }  // namespace
@@ -461,12 +509,13 @@ void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, in
       for (int64_t m0 = 0; m0 < M; m0 += strip_width(M, m0)) {
         const int64_t width = strip_width(M, m0), valid = min64(width, M - m0);
         const int64_t step = width == 16 ? kOuterRows16 : kOuterRows8;
+        // The first strip streams the weights from memory; later ones find them in cache.
+        const int64_t ahead = in_place && m0 == 0 ? prefetch_rows(step, ldw * elem) : 0;
         for (int64_t r = 0; r < rows; r += step) {
           const int64_t nr = min64(step, rows - r);
-          alignas(32) float out[kOuterRows16 * 16];
           outer_tile_of(width, bf16, nr)(xt + m0 * K + k0 * width, kl, static_cast<const uint8_t*>(src) + r * ldw * elem,
-                                         ldw, bf16 && nb + r == 0 && k0 == 0, out);
-          store_outer_tile(out, width, valid, nr, y + m0 * N + nb + r, N, k0 > 0);
+                                         ldw, bf16 && nb + r == 0 && k0 == 0, ahead, y + m0 * N + nb + r, N, valid,
+                                         k0 > 0);
         }
       }
     }
