@@ -1,10 +1,14 @@
 // Micro-benchmarks of the kernels on jetmoe-8b's shapes, both threads: the
 // matmuls on its expert shapes (GEMV, decode: weight GB/s against the read
-// bandwidth measured at start-up; GEMM, prefill: GFLOP/s) and decode
-// attention (KV GB/s).
+// bandwidth measured at start-up; GEMM, prefill: GFLOP/s against the f32 FMA
+// peak measured at start-up) and decode attention (KV GB/s).
 //   build/bench_kernels [--benchmark_filter=Gemv]
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <random>
 #include <vector>
 
@@ -12,6 +16,7 @@
 #include "ops/attention.h"
 #include "ops/bandwidth.h"
 #include "ops/convert.h"
+#include "ops/cpu_features.h"
 #include "ops/matmul.h"
 #include "ops/quantize.h"
 #include "ops/thread_pool.h"
@@ -27,6 +32,67 @@ ThreadPool& pool() {
 double bandwidth_gb_s() {
   static const double bw = measure_read_bandwidth(pool(), int64_t{1} << 29, 5);
   return bw;
+}
+
+// 4096 rounds of twelve independent FMA chains (more than latency times
+// throughput) of the widest vectors the CPU has; the chains live in `state`
+// between calls.
+constexpr int kChains = 12, kRounds = 4096;
+__attribute__((target("avx2,fma"))) void fma_rounds_avx2(float* state) {
+  __m256 acc[kChains];
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-4f);
+#pragma GCC unroll 12
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_loadu_ps(state + 8 * i);
+  for (int r = 0; r < kRounds; ++r)
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+#pragma GCC unroll 12
+  for (int i = 0; i < kChains; ++i) _mm256_storeu_ps(state + 8 * i, acc[i]);
+}
+__attribute__((target("avx512f"))) void fma_rounds_avx512(float* state) {
+  __m512 acc[kChains];
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-4f);
+#pragma GCC unroll 12
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_loadu_ps(state + 16 * i);
+  for (int r = 0; r < kRounds; ++r)
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+#pragma GCC unroll 12
+  for (int i = 0; i < kChains; ++i) _mm512_storeu_ps(state + 16 * i, acc[i]);
+}
+
+// One thread's f32 FMA GFLOP/s over `seconds`.
+double fma_gflop_s(bool avx512, double seconds) {
+  float state[kChains * 16];
+  for (int i = 0; i < kChains * 16; ++i) state[i] = static_cast<float>(i);
+  int64_t calls = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  double elapsed = 0.0;
+  while (elapsed < seconds) {
+    (avx512 ? fma_rounds_avx512 : fma_rounds_avx2)(state);
+    ++calls;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  benchmark::DoNotOptimize(state);
+  const double flops_per_call = 2.0 * kRounds * kChains * (avx512 ? 16 : 8);
+  return static_cast<double>(calls) * flops_per_call / elapsed * 1e-9;
+}
+
+// f32 FMA GFLOP/s of all the pool's threads at once: the prefill kernels' ceiling.
+double fma_peak_gflop_s() {
+  static const double peak = [] {
+    const CpuFeatures& cpu = cpu_features();
+    if (!cpu.avx2_fma) return 0.0;
+    std::atomic<double> sum{0.0};
+    const int64_t threads = static_cast<int64_t>(pool().size());
+    pool().parallel_for(threads, 1, [&](int64_t, int64_t) {
+      const double g = fma_gflop_s(cpu.avx512, 0.2);
+      for (double cur = sum.load(); !sum.compare_exchange_weak(cur, cur + g);) {
+      }
+    });
+    return sum.load();
+  }();
+  return peak;
 }
 
 // Several experts' worth of weights, more than the last-level cache, so each
@@ -61,19 +127,24 @@ void run(benchmark::State& state, Quant q, Compute c) {
   if (q != Quant::None) w.quantize(q);
   std::vector<float> x(static_cast<size_t>(M * K), 0.01f), y(static_cast<size_t>(M * N));
   int64_t i = 0, bytes = 0;
-  const double bw = bandwidth_gb_s();
+  const double bw = bandwidth_gb_s(), peak = M > 1 ? fma_peak_gflop_s() : 0.0;
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     const WeightMatrix m = w.matrix(i++ % copies, q, c);
     matmul(pool(), x.data(), M, m, y.data());
     bytes += weight_bytes(m);
     benchmark::DoNotOptimize(y.data());
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   state.SetBytesProcessed(bytes);
   const double flops = 2.0 * static_cast<double>(M * N * K);
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   if (M == 1) {
     state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsRate);
     state.counters["read_bw_GB/s"] = bw;
+  } else if (peak > 0.0) {
+    state.counters["fma_peak_GFLOP/s"] = peak;
+    state.counters["of_peak"] = flops * static_cast<double>(state.iterations()) * 1e-9 / seconds / peak;
   }
 }
 
