@@ -11,6 +11,7 @@
 #include "ops/convert.h"
 #include "ops/cpu_features.h"
 #include "ops/matmul.h"
+#include "ops/matmul_kernels.h"
 #include "ops/quantize.h"
 #include "ops/thread_pool.h"
 
@@ -82,6 +83,45 @@ TEST(Kernels, SimdQuantisationMatchesThePortableCode) {
     EXPECT_EQ(simd.quants, quants) << "q" << (q == Quant::Q8_0 ? 8 : 4);
     EXPECT_EQ(simd.scales, scales) << "q" << (q == Quant::Q8_0 ? 8 : 4);
   }
+}
+
+// The integer kernels' activations, quantised per matmul: the SIMD code
+// gives the portable code's bytes, including halfway cases (rounded to even),
+// a zero block and a block whose largest magnitude is negative.
+TEST(Kernels, SimdActivationQuantisationMatchesThePortableCode) {
+  if (!cpu_features().avx2_fma) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> uni(-3.0f, 3.0f);
+  const int64_t M = 3, K = 256;
+  std::vector<float> x(static_cast<size_t>(M * K));
+  for (auto& v : x) v = uni(rng);
+  // Block 0: max 127 so x * 127 / 127 lands on halves: 0.5, 1.5, -2.5 must round to even.
+  x[0] = 127.0f;
+  x[1] = 0.5f;
+  x[2] = 1.5f;
+  x[3] = -2.5f;
+  for (int64_t i = 32; i < 64; ++i) x[static_cast<size_t>(i)] = 0.0f;  // a zero block
+  x[64] = -1e-3f;  // the block's largest magnitude is negative
+  for (int64_t i = 65; i < 96; ++i) x[static_cast<size_t>(i)] = 1e-4f * static_cast<float>(i % 5);
+  for (Quant w : {Quant::Q8_0, Quant::Q4_0}) {
+    std::vector<int8_t> q1(x.size()), q2(x.size());
+    std::vector<float> s1(x.size() / 4), s2(x.size() / 4);
+    std::vector<int32_t> t1(x.size() / 4), t2(x.size() / 4);
+    quantize_activations(x.data(), M, K, w, q1.data(), s1.data(), t1.data());
+    kernels::avx2_quantize_activations(x.data(), M, K, w, q2.data(), s2.data(), t2.data());
+    EXPECT_EQ(q1, q2);
+    EXPECT_EQ(s1, s2);
+    EXPECT_EQ(t1, t2);
+  }
+  std::vector<int8_t> q(x.size());
+  std::vector<float> s(x.size() / 4);
+  std::vector<int32_t> t(x.size() / 4);
+  kernels::avx2_quantize_activations(x.data(), M, K, Quant::Q8_0, q.data(), s.data(), t.data());
+  EXPECT_EQ(q[0], 127);
+  EXPECT_EQ(q[1], 0);   // 0.5 -> 0
+  EXPECT_EQ(q[2], 2);   // 1.5 -> 2
+  EXPECT_EQ(q[3], -2);  // -2.5 -> -2
+  EXPECT_EQ(q[64], -127);
 }
 
 TEST(Kernels, QuantizedRowsStayWithinHalfAStep) {

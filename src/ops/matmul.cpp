@@ -119,7 +119,8 @@ kernels::QuantizedActivations quantized_activations(const float* x, int64_t M, i
     scale.resize(n / 4);
     start.resize(n / 4);
   }
-  quantize_activations(x, M, K, weights, q.data(), scale.data(), start.data());
+  (cpu_features().avx2_fma ? kernels::avx2_quantize_activations : quantize_activations)(x, M, K, weights, q.data(),
+                                                                                         scale.data(), start.data());
   return {q.data(), scale.data(), start.data()};
 }
 

@@ -527,6 +527,39 @@ void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatri
   quant_gemv<false>(x, M, w, n0, n1, y);
 }
 
+void avx2_quantize_activations(const float* x, int64_t M, int64_t K, Quant weights, int8_t* q, float* scale,
+                               int32_t* start) {
+  const int32_t offset = weights == Quant::Q8_0 ? 128 : 8;
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t i = 0; i < M * K / kQuantBlock; ++i) {
+    const float* xb = x + i * kQuantBlock;
+    __m256 v[4], amax = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm256_loadu_ps(xb + 8 * j);
+      // |x| first so a NaN leaves amax as it was, as std::max(amax, |x|) does.
+      amax = _mm256_max_ps(_mm256_and_ps(v[j], magnitude), amax);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, amax);
+    float a = lanes[0];
+    for (int l = 1; l < 8; ++l) a = lanes[l] > a ? lanes[l] : a;
+    const float d = a / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m256i codes[4], sum = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {
+      codes[j] = _mm256_cvtps_epi32(_mm256_mul_ps(v[j], _mm256_set1_ps(id)));  // nearest even, as lrint
+      sum = _mm256_add_epi32(sum, codes[j]);
+    }
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(codes[0], codes[1]), _mm256_packs_epi32(codes[2], codes[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i * kQuantBlock),
+                        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    alignas(32) int32_t sums[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(sums), sum);
+    const int32_t total = ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+    _mm256_storeu_ps(scale + i * 8, _mm256_set1_ps(d));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(start + i * 8), _mm256_setr_epi32(-offset * total, 0, 0, 0, 0, 0, 0, 0));
+  }
+}
+
 void avx2_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
                              uint16_t* scales) {
   const int64_t blocks = cols / 32;
