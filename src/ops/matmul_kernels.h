@@ -7,15 +7,17 @@
 // y = x·wᵀ for all M rows, so the dispatcher can split N over threads.
 namespace jetmoe::ops::kernels {
 
-// Weight rows converted to f32 per cache block in the GEMM path.
+// Weight rows per GEMM work chunk; the AVX-512 path converts them to f32 per
+// cache block, the AVX2 path reads them in place.
 constexpr int64_t kPanelRows = 48;
 // Longest K run per block: 4 x rows (16 KB) stay in L1 while a 48-row
-// panel (192 KB) stays in L2.
+// panel (192 KB) stays in L2; on AVX2, 32 transposed activation rows of it
+// (128 KB) stay in L2.
 constexpr int64_t kMaxKc = 1024;
 constexpr int64_t kPanelFloats = kPanelRows * kMaxKc;
 // At or below this many rows, weights are read straight from memory and
-// converted in registers (decode); above it they are converted once per
-// panel and reused across rows (prefill).
+// converted in registers (decode); above it the GEMM kernels reuse each
+// weight across rows (prefill, batched decode).
 constexpr int64_t kGemvMaxRows = 4;
 
 // Exact mode: f32 activations, weights F32/F16/BF16 widened to f32, FMA.
