@@ -16,6 +16,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c")
 
+#include "ops/quantize_row_loop.h"  // after the target: see there
+
 namespace jetmoe::ops::kernels {
 
 namespace {
@@ -478,22 +480,7 @@ __m256i quantize_block(const uint16_t* src, uint16_t* scale) {
 
 void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64_t cols, uint8_t* quants,
                                uint16_t* scales) {
-  const int64_t blocks = cols / 32;
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint16_t* w = src + r * cols;
-    uint16_t* s = scales + r * blocks;
-    if (q == Quant::Q8_0) {
-      uint8_t* out = quants + r * cols;
-      for (int64_t b = 0; b < blocks; ++b)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 32), quantize_block<false>(w + b * 32, s + b));
-    } else {
-      uint8_t* out = quants + r * (cols / 2);
-      for (int64_t b = 0; b + 1 < blocks; b += 2) {
-        const __m256i lo = quantize_block<true>(w + b * 32, s + b), hi = quantize_block<true>(w + b * 32 + 32, s + b + 1);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + b * 16), _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
-      }
-    }
-  }
+  quantize_bf16_rows_with<quantize_block<false>, quantize_block<true>>(q, src, rows, cols, quants, scales);
 }
 
 namespace {
