@@ -490,6 +490,7 @@ void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, in
   // BF16 and F32 weights are read in place; F16 and quantised ones are
   // widened per group of rows and K block into `panel` first.
   const bool bf16 = !quant && w.dtype == DType::BF16, in_place = bf16 || (!quant && w.dtype == DType::F32);
+  const int64_t elem = bf16 ? 2 : 4;  // bytes per weight as the tiles read them
   const int64_t kc = k_block(K, kMaxKc, quant ? 32 : 8);
   const int64_t ldq = quant ? quant_row_bytes(w.quant, K) : 0, ldqs = K / 32;
   for (int64_t k0 = 0; k0 < K; k0 += kc) {
@@ -499,7 +500,7 @@ void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, in
       const void* src = panel;
       int64_t ldw = kl;
       if (in_place) {
-        src = static_cast<const uint8_t*>(w.data) + (nb * K + k0) * static_cast<int64_t>(dtype_size(w.dtype));
+        src = static_cast<const uint8_t*>(w.data) + (nb * K + k0) * elem;
         ldw = K;
       } else if (quant) {
         dequantize_panel(w.quant, static_cast<const uint8_t*>(w.data) + nb * ldq, ldq, w.scales + nb * ldqs, ldqs, rows,
@@ -507,7 +508,6 @@ void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, in
       } else {
         widen_panel<LoadF16>(static_cast<const uint16_t*>(w.data) + nb * K + k0, K, rows, kl, panel);
       }
-      const int64_t elem = bf16 ? 2 : 4;
       for (int64_t m0 = 0; m0 < M; m0 += strip_width(M, m0)) {
         const int64_t width = strip_width(M, m0), valid = min64(width, M - m0);
         const int64_t step = width == 16 ? kOuterRows16 : kOuterRows8;
