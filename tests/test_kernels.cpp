@@ -298,6 +298,41 @@ TEST(Kernels, Bf16MatmulSameResultWhateverThreads) {
     }
 }
 
+// Batched decode on AVX2 (up to kAvx2GemvMaxRows sequences) sums each row
+// as it would alone, so a server's batched streams give the bits of a single
+// request. A tile that mixed rows, or reduced them in another order, fails.
+TEST(Kernels, Avx2BatchedDecodeRowsEqualSingleRows) {
+  const CpuFeatures& cpu = cpu_features();
+  if (!cpu.avx2_fma || cpu.avx512) GTEST_SKIP() << "the AVX2 dispatch is not the one this CPU uses";
+  std::mt19937 rng(8);
+  ThreadPool pool(2);
+  for (const DType dtype : {DType::BF16, DType::F16, DType::F32})
+    for (int64_t K : {128, 136}) {
+      const int64_t N = 157;
+      const auto bf16 = random_bf16(N * K, rng);
+      std::vector<uint16_t> f16(bf16.size());
+      std::vector<float> f32(bf16.size());
+      for (size_t i = 0; i < bf16.size(); ++i) {
+        f32[i] = bf16_to_f32(bf16[i]);
+        f16[i] = f32_to_f16(f32[i]);
+      }
+      const void* data = dtype == DType::BF16 ? static_cast<const void*>(bf16.data())
+                         : dtype == DType::F16 ? static_cast<const void*>(f16.data())
+                                               : static_cast<const void*>(f32.data());
+      const WeightMatrix w{dtype, data, N, K};
+      for (int64_t M = 2; M <= kernels::kAvx2GemvMaxRows; ++M) {
+        const auto x = random_f32(M * K, rng);
+        std::vector<float> batched(static_cast<size_t>(M * N)), single(static_cast<size_t>(N));
+        matmul(pool, x.data(), M, w, batched.data());
+        for (int64_t m = 0; m < M; ++m) {
+          matmul(pool, x.data() + m * K, 1, w, single.data());
+          EXPECT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + m * N))
+              << dtype_name(dtype) << " K=" << K << " M=" << M << " row " << m;
+        }
+      }
+    }
+}
+
 // The prefill tiles read a bf16 weight as the 32-bit word that ends with it,
 // so the matrix's first weight needs its own load. A matrix that fills a page
 // between two unreadable pages faults on any read outside it (sanitizers do
@@ -315,7 +350,7 @@ TEST(Kernels, Bf16MatmulReadsOnlyTheMatrix) {
   const std::vector<uint16_t> values = random_bf16(N * K, rng);
   std::copy(values.begin(), values.end(), w);
   ThreadPool pool(2);
-  for (int64_t M : {1, 4, 5, 17}) {
+  for (int64_t M : {1, 4, 5, 9, 17}) {
     const std::vector<float> x = random_f32(M * K, rng);
     std::vector<float> y(static_cast<size_t>(M * N));
     matmul(pool, x.data(), M, {DType::BF16, w, N, K}, y.data());

@@ -100,10 +100,12 @@ namespace {
 // Output columns per parallel_for chunk. GEMV: about 8 chunks per thread so
 // a late-starting thread still gets an equal share, in whole tiles. GEMM:
 // one converted panel per chunk.
-int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
-  if (M > kernels::kGemvMaxRows) return kernels::kPanelRows;
+int64_t gemv_grain(const ThreadPool& pool, int64_t N) {
   const int64_t per = N / (8 * static_cast<int64_t>(pool.size()));
   return std::max<int64_t>(64, (per + 7) / 8 * 8);
+}
+int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
+  return M > kernels::kGemvMaxRows ? kernels::kPanelRows : gemv_grain(pool, N);
 }
 
 // x's rows quantised per block of 32 for the integer kernels, once per
@@ -133,7 +135,8 @@ float* thread_panel() {
 // AVX2: unquantised weights in exact f32 FMA whatever the compute mode (there
 // is no bf16 dot product to gain from rounding the activations). Decode:
 // quantised weights by integer dot products, the others widened in
-// registers. Prefill: outer-product tiles over the transposed activations.
+// registers, also for batched decode of up to kAvx2GemvMaxRows rows.
+// Prefill: outer-product tiles over the transposed activations.
 bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   if (!cpu_features().avx2_fma) return false;
   if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
@@ -142,8 +145,8 @@ bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
                       [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(acts, M, w, n0, n1, y); });
     return true;
   }
-  if (w.quant == Quant::None && M <= kernels::kGemvMaxRows) {
-    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+  if (w.quant == Quant::None && M <= kernels::kAvx2GemvMaxRows) {
+    pool.parallel_for(w.rows, gemv_grain(pool, w.rows),
                       [&](int64_t n0, int64_t n1) { kernels::avx2_gemv(x, M, w, n0, n1, y); });
     return true;
   }

@@ -63,8 +63,10 @@ void avx512_quantize_bf16_rows(Quant q, const uint16_t* src, int64_t rows, int64
 void avx512_bf16x3_gemv(const uint16_t* xs, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 void avx512_split_bf16x3(const float* x, int64_t n, uint16_t* hi, uint16_t* mid, uint16_t* lo);
 
-// AVX2 + FMA (+ F16C), decode (M <= kGemvMaxRows): F32/F16/BF16 weights
-// read straight from memory and widened in registers.
+// AVX2 + FMA (+ F16C), decode (M <= kAvx2GemvMaxRows): F32/F16/BF16 weights
+// read straight from memory and widened in registers. Each row's sums come
+// out as they would for that row alone.
+constexpr int64_t kAvx2GemvMaxRows = 8;
 void avx2_gemv(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 // Q8_0 / Q4_0 weights, decode (M <= kGemvMaxRows): activations quantised by
 // quantize_activations, integer dot products per block of 32.
