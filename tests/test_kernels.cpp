@@ -187,9 +187,9 @@ TEST(Kernels, QuantizedMatmulMatchesDequantizedReference) {
       for (int64_t M : {1, 2, 3, 4, 5, 17})
         for (int64_t N : {1, 7, 61})
           for (int64_t K : {64, 192}) check_quant_matmul(*pool, q, M, N, K, rng);
-  // Long rows run in several K blocks.
-  check_quant_matmul(two, Quant::Q8_0, 9, 50, 4224, rng);
-  check_quant_matmul(two, Quant::Q4_0, 9, 50, 4224, rng);
+  // Long rows run in several K blocks, in a strip and in the tail (8 and 21 = 16 + 5).
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0})
+    for (int64_t M : {8, 9, 21}) check_quant_matmul(two, q, M, 50, 4224, rng);
   // Decode tiles over whole groups of 8 blocks and a ragged last one.
   for (Quant q : {Quant::Q8_0, Quant::Q4_0})
     for (int64_t M : {1, 2, 3, 4}) check_quant_matmul(two, q, M, 50, 4224, rng);
@@ -298,6 +298,22 @@ TEST(Kernels, Bf16MatmulSameResultWhateverThreads) {
     }
 }
 
+// Each row of batches of 2 .. max_rows rows, bit for bit against the row alone.
+void expect_rows_equal_single_rows(ThreadPool& pool, const WeightMatrix& w, int64_t max_rows, std::mt19937& rng,
+                                   const char* what) {
+  const int64_t N = w.rows, K = w.cols;
+  for (int64_t M = 2; M <= max_rows; ++M) {
+    const auto x = random_f32(M * K, rng);
+    std::vector<float> batched(static_cast<size_t>(M * N)), single(static_cast<size_t>(N));
+    matmul(pool, x.data(), M, w, batched.data());
+    for (int64_t m = 0; m < M; ++m) {
+      matmul(pool, x.data() + m * K, 1, w, single.data());
+      EXPECT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + m * N))
+          << what << " K=" << K << " M=" << M << " row " << m;
+    }
+  }
+}
+
 // Batched decode on AVX2 (up to kAvx2GemvMaxRows sequences) sums each row
 // as it would alone, so a server's batched streams give the bits of a single
 // request. A tile that mixed rows, or reduced them in another order, fails.
@@ -306,6 +322,14 @@ TEST(Kernels, Avx2BatchedDecodeRowsEqualSingleRows) {
   if (!cpu.avx2_fma || cpu.avx512) GTEST_SKIP() << "the AVX2 dispatch is not the one this CPU uses";
   std::mt19937 rng(8);
   ThreadPool pool(2);
+  // Quantised weights: up to 4 rows (integer dot products); above, prefill
+  // keeps f32 activations for accuracy.
+  for (Quant q : {Quant::Q8_0, Quant::Q4_0})
+    for (int64_t K : {128, 4224}) {
+      const int64_t N = 61;
+      const Quantized w = quantize(pool, q, random_bf16(N * K, rng), N, K);
+      expect_rows_equal_single_rows(pool, w.w, kernels::kGemvMaxRows, rng, q == Quant::Q8_0 ? "Q8_0" : "Q4_0");
+    }
   for (const DType dtype : {DType::BF16, DType::F16, DType::F32})
     for (int64_t K : {128, 136}) {
       const int64_t N = 157;
@@ -319,17 +343,7 @@ TEST(Kernels, Avx2BatchedDecodeRowsEqualSingleRows) {
       const void* data = dtype == DType::BF16 ? static_cast<const void*>(bf16.data())
                          : dtype == DType::F16 ? static_cast<const void*>(f16.data())
                                                : static_cast<const void*>(f32.data());
-      const WeightMatrix w{dtype, data, N, K};
-      for (int64_t M = 2; M <= kernels::kAvx2GemvMaxRows; ++M) {
-        const auto x = random_f32(M * K, rng);
-        std::vector<float> batched(static_cast<size_t>(M * N)), single(static_cast<size_t>(N));
-        matmul(pool, x.data(), M, w, batched.data());
-        for (int64_t m = 0; m < M; ++m) {
-          matmul(pool, x.data() + m * K, 1, w, single.data());
-          EXPECT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + m * N))
-              << dtype_name(dtype) << " K=" << K << " M=" << M << " row " << m;
-        }
-      }
+      expect_rows_equal_single_rows(pool, {dtype, data, N, K}, kernels::kAvx2GemvMaxRows, rng, dtype_name(dtype));
     }
 }
 

@@ -117,15 +117,18 @@ TEST(Ops, MatmulMatchesDoubleReference) {
   ThreadPool one(1), three(3);
   for (ThreadPool* pool : {&one, &three}) {
     for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
-      // Decode tiles up to 4 rows; above, outer-product tiles over strips of
-      // 16 and 8 activation rows (8, 16, 17 = 16 + 8 with one row, 40).
+      // Decode tiles (up to 8 rows on AVX2); above, outer-product tiles over
+      // strips of 16 activation rows, and a last 8 or fewer through the dot
+      // tiles (17 = 16 + 1, 40 = 16 + 16 + 8).
       for (int64_t M : {1, 2, 3, 4, 8, 16, 17, 40}) {
         for (int64_t rows : {1, 5, 33, 100}) {
           for (int64_t cols : {1, 7, 64, 130}) check_matmul(*pool, {dtype, M, rows, cols}, rng);
         }
       }
-      // Rows longer than one cache block: the GEMM path adds block sums.
+      // Rows longer than one cache block: the GEMM path adds block sums, in
+      // the strips and in the tail (20 = 16 + 4).
       check_matmul(*pool, {dtype, 9, 50, 2100}, rng);
+      check_matmul(*pool, {dtype, 20, 50, 2100}, rng);
     }
   }
 }

@@ -141,7 +141,7 @@ bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   if (!cpu_features().avx2_fma) return false;
   if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
     const kernels::QuantizedActivations acts = quantized_activations(x, M, w.cols, w.quant);
-    pool.parallel_for(w.rows, grain(pool, M, w.rows),
+    pool.parallel_for(w.rows, gemv_grain(pool, w.rows),
                       [&](int64_t n0, int64_t n1) { kernels::avx2_quant_gemv(acts, M, w, n0, n1, y); });
     return true;
   }
@@ -157,7 +157,7 @@ bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   kernels::avx2_transpose_activations(x, M, w.cols, xt.data());
   const float* xtp = xt.data();
   pool.parallel_for(w.rows, kernels::kPanelRows,
-                    [&](int64_t n0, int64_t n1) { kernels::avx2_gemm(xtp, M, w, n0, n1, y, thread_panel()); });
+                    [&](int64_t n0, int64_t n1) { kernels::avx2_gemm(x, xtp, M, w, n0, n1, y, thread_panel()); });
   return true;
 }
 

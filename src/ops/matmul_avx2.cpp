@@ -61,16 +61,16 @@ struct LoadF16 {
   static float one(const uint16_t* p) { return f16_to_f32(*p); }
 };
 
-// MR x NR dot products of length k: y[m, n] = x[m, :k] . w[n, :k], for
+// MR x NR dot products of length k: y[m, n] (+)= x[m, :k] . w[n, :k], for
 // decode, where the weights stream from memory. The MR*NR accumulators stay
 // in the 16 registers and are reduced once per call; the activations are
 // loaded once per step (as FMA memory operands they were reloaded for every
 // weight row, and two loads a cycle bound the tile). With `ahead` rows > 0
 // the tile prefetches the weight rows that far on, a cache line per row as
-// its reads cross one.
+// its reads cross one. `add`: this K block's sums go onto the previous ones.
 template <int MR, int NR, class L>
 void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int64_t k, float* y, int64_t ldy,
-          int64_t ahead) {
+          int64_t ahead, bool add) {
   constexpr int64_t kLine = 64 / sizeof(typename L::T);
   __m256 acc[MR][NR];
 #pragma GCC unroll 4
@@ -110,7 +110,7 @@ void tile(const float* x, int64_t ldx, const typename L::T* w, int64_t ldw, int6
     for (int n = 0; n < NR; ++n) {
       float s = sums[m][n];
       for (int64_t i = k8; i < k; ++i) s += x[m * ldx + i] * L::one(w + n * ldw + i);
-      y[m * ldy + n] = s;
+      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
     }
 }
 
@@ -120,7 +120,7 @@ constexpr int64_t kTileMaxRows = 4;
 constexpr int tile_rows(int64_t mr) { return mr == 1 ? 8 : mr == 2 ? 6 : mr == 3 ? 4 : 3; }
 
 template <class L>
-using Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, int64_t);
+using Tile = void (*)(const float*, int64_t, const typename L::T*, int64_t, int64_t, float*, int64_t, int64_t, bool);
 template <class L, int MR>
 constexpr Tile<L> tile_row[8] = {tile<MR, 1, L>, tile<MR, 2, L>, tile<MR, 3, L>, tile<MR, 4, L>,
                                  tile<MR, 5, L>, tile<MR, 6, L>, tile<MR, 7, L>, tile<MR, 8, L>};
@@ -155,18 +155,25 @@ inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) {
 
 // Decode (M <= kGemvMaxRows): each weight byte read from memory once,
 // widened in registers.
-// More than 4 activation rows take the tile's rows in passes of 4 over
-// each tile of weights, the later passes finding them in L1: 1.4x the
-// outer-product tiles' speed at 8 rows, whose one-vector strip needs a
-// broadcast per FMA. Every row sums in the same order as alone.
+// Rows [0, rows) of w (ldw apart) times M <= 8 activation rows over k
+// columns, (+)= into y. More than 4 activation rows take the tiles in
+// passes of 4 over each tile of weights, the later passes finding them in
+// L1: 1.4x the outer-product tiles' speed at 8 rows, where a one-vector
+// strip needs a broadcast per FMA. Every row sums as it would alone.
+template <class L>
+void dot_rows(const float* x, int64_t ldx, int64_t M, const typename L::T* w, int64_t ldw, int64_t rows, int64_t k,
+              float* y, int64_t ldy, bool prefetch, bool add) {
+  const int64_t step = tile_rows(min64(M, kTileMaxRows));
+  const int64_t ahead = prefetch ? prefetch_rows(step, ldw * static_cast<int64_t>(sizeof(typename L::T))) : 0;
+  for (int64_t n = 0; n < rows; n += step)
+    for (int64_t m = 0; m < M; m += kTileMaxRows)
+      tile_of<L>(min64(kTileMaxRows, M - m), min64(step, rows - n))(x + m * ldx, ldx, w + n * ldw, ldw, k,
+                                                                     y + m * ldy + n, ldy, m == 0 ? ahead : 0, add);
+}
+
 template <class L>
 void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y) {
-  const int64_t step = tile_rows(min64(M, kTileMaxRows));
-  const int64_t ahead = prefetch_rows(step, K * static_cast<int64_t>(sizeof(typename L::T)));
-  for (int64_t n = n0; n < n1; n += step)
-    for (int64_t m = 0; m < M; m += kTileMaxRows)
-      tile_of<L>(min64(kTileMaxRows, M - m), min64(step, n1 - n))(x + m * K, K, w + n * K, K, K, y + m * N + n, N,
-                                                                   m == 0 ? ahead : 0);
+  dot_rows<L>(x, K, M, w + n0 * K, K, n1 - n0, K, y + n0, N, true, false);
 }
 
 template <class L>
@@ -206,24 +213,29 @@ void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int6
   for (int64_t g = 0; g < blocks; g += 8) {
     const int64_t count = min64(8, blocks - g);
     alignas(32) float d[MR][NR][8];
-    __m256 dw[NR];
+    if (count == 8) {
+      __m256 dw[NR];
 #pragma GCC unroll 4
-    for (int n = 0; n < NR; ++n) {
-      if (count == 8) {
+      for (int n = 0; n < NR; ++n)
         dw[n] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + n * ldws + g)));
-      } else {
-        alignas(32) float part[8] = {};
-        for (int64_t j = 0; j < count; ++j) part[j] = _cvtsh_ss(ws[n * ldws + g + j]);
-        dw[n] = _mm256_load_ps(part);
+#pragma GCC unroll 4
+      for (int m = 0; m < MR; ++m) {
+        alignas(32) float dx[8];
+        for (int64_t j = 0; j < 8; ++j) dx[j] = x.scale[m * ldx + (g + j) * 8];
+        const __m256 dxv = _mm256_load_ps(dx);
+#pragma GCC unroll 4
+        for (int n = 0; n < NR; ++n) _mm256_store_ps(d[m][n], _mm256_mul_ps(dxv, dw[n]));
       }
-    }
+    } else {
+      // A ragged last group (every group when K < 256) in scalars: vectors
+      // assembled from scalar stores wait for the stores to retire.
+      for (int64_t j = 0; j < count; ++j)
 #pragma GCC unroll 4
-    for (int m = 0; m < MR; ++m) {
-      alignas(32) float dx[8] = {};
-      for (int64_t j = 0; j < count; ++j) dx[j] = x.scale[m * ldx + (g + j) * 8];
-      const __m256 dxv = _mm256_load_ps(dx);
+        for (int n = 0; n < NR; ++n) {
+          const float dwj = _cvtsh_ss(ws[n * ldws + g + j]);
 #pragma GCC unroll 4
-      for (int n = 0; n < NR; ++n) _mm256_store_ps(d[m][n], _mm256_mul_ps(dxv, dw[n]));
+          for (int m = 0; m < MR; ++m) d[m][n][j] = x.scale[m * ldx + (g + j) * 8] * dwj;
+        }
     }
     for (int64_t j = 0; j < count; ++j) {
       const int64_t b = g + j;
@@ -353,20 +365,17 @@ __m256i quantize_block(const uint16_t* src, uint16_t* scale) {
 }
 
 // Prefill: outer-product tiles. The activations are transposed once per
-// matmul into strips of 16 rows (8 for a last group of 8 or fewer), so one
-// k-step of a tile loads the strip's 16 values in two vectors, broadcasts
-// each weight w[n][k] and does two FMAs with it. Every weight is read in
-// place, once per strip, with no horizontal sums and no widened copy: 75-80%
-// of the FMA peak against 35-50% for dot-product tiles over widened panels.
-// Each output is one FMA chain in k order, whatever the tile or thread.
-inline int64_t strip_width(int64_t M, int64_t m0) { return M - m0 > 8 ? 16 : 8; }
+// matmul into strips of 16 rows, so one k-step of a tile loads the strip's
+// 16 values in two vectors, broadcasts each weight w[n][k] and does two FMAs
+// with it. Every weight is read in place, once per strip, with no
+// horizontal sums and no widened copy: 75-80% of the FMA peak against
+// 35-50% for dot-product tiles over widened panels. Each output is one FMA
+// chain in k order, whatever the tile or thread. A last group of 8 rows or
+// fewer (the tail) goes through the dot tiles instead, which beat a
+// half-empty strip and a one-vector strip alike.
+constexpr int64_t kStrip = 16;
+inline int64_t tail_rows(int64_t M) { return M % kStrip != 0 && M % kStrip <= 8 ? M % kStrip : 0; }
 
-// NR weight rows times one strip of 8 * MV activation rows over kl columns,
-// into out[NR][8 * MV]. kBf16: w holds bf16 rows ldw apart, and a weight is
-// the high half of the 32-bit word one element before it, broadcast with its
-// low half (the element before) masked off: one load and one AND, where a
-// 16-bit broadcast costs a shuffle and a shift. The first step of the matrix
-// (`peel`) has no element before it and loads its weights on their own.
 // Transposes eight vectors in place: lane j of v[i] swaps with lane i of v[j].
 inline void transpose8(__m256* v) {
   __m256 t[8], u[8];
@@ -404,17 +413,17 @@ void store_transposed(__m256* rows, int64_t valid, float* y, int64_t ldy, bool a
   }
 }
 
-// NR weight rows times one strip of 8 * MV activation rows over kl columns,
+// NR weight rows times one strip of 16 activation rows over kl columns,
 // (+)= into y's first `valid` strip rows. kBf16: w holds bf16 rows ldw
 // apart, and a weight is the high half of the 32-bit word one element before
 // it, broadcast with its low half (the element before) masked off: one load
 // and one AND, where a 16-bit broadcast costs a shuffle and a shift. The
 // first step of the matrix (`peel`) has no element before it and loads its
 // weights on their own.
-template <int NR, int MV, bool kBf16>
+template <int NR, bool kBf16>
 void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool peel, int64_t ahead, float* y,
                 int64_t ldy, int64_t valid, bool add) {
-  constexpr int kWidth = 8 * MV;
+  constexpr int MV = kStrip / 8;
   const __m256 high = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(0xffff0000u)));
   __m256 acc[MV][NR];
 #pragma GCC unroll 2
@@ -424,7 +433,7 @@ void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool pe
   const auto step = [&](int64_t k, bool first) {
     __m256 xv[MV];
 #pragma GCC unroll 2
-    for (int v = 0; v < MV; ++v) xv[v] = _mm256_loadu_ps(xt + k * kWidth + 8 * v);
+    for (int v = 0; v < MV; ++v) xv[v] = _mm256_loadu_ps(xt + k * kStrip + 8 * v);
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) {
       __m256 wv;
@@ -465,41 +474,34 @@ void outer_tile(const float* xt, int64_t kl, const void* w, int64_t ldw, bool pe
   }
 }
 
-// Tiles fill 16 registers: 6 rows x 2 vectors over a 16-wide strip (12
-// accumulators, 2 activation vectors, the weight, the mask); 8 rows x 1 over
-// an 8-wide one (9 and more spilled).
-constexpr int64_t kOuterRows16 = 6, kOuterRows8 = 8;
-// Weight rows per group: both tile shapes divide it.
+// Tiles fill 16 registers: 6 rows x 2 vectors (12 accumulators, 2
+// activation vectors, the weight, the mask).
+constexpr int64_t kOuterRows = 6;
+// Weight rows per group: the outer and the dot tiles (3 rows) divide it.
 constexpr int64_t kOuterGroup = 24;
 
 using OuterTile = void (*)(const float*, int64_t, const void*, int64_t, bool, int64_t, float*, int64_t, int64_t, bool);
 template <bool kBf16>
-constexpr OuterTile outer_tiles16[kOuterRows16] = {outer_tile<1, 2, kBf16>, outer_tile<2, 2, kBf16>,
-                                                   outer_tile<3, 2, kBf16>, outer_tile<4, 2, kBf16>,
-                                                   outer_tile<5, 2, kBf16>, outer_tile<6, 2, kBf16>};
-template <bool kBf16>
-constexpr OuterTile outer_tiles8[kOuterRows8] = {outer_tile<1, 1, kBf16>, outer_tile<2, 1, kBf16>, outer_tile<3, 1, kBf16>,
-                                                 outer_tile<4, 1, kBf16>, outer_tile<5, 1, kBf16>, outer_tile<6, 1, kBf16>,
-                                                 outer_tile<7, 1, kBf16>, outer_tile<8, 1, kBf16>};
-OuterTile outer_tile_of(int64_t width, bool bf16, int64_t nr) {
-  if (width == 16) return bf16 ? outer_tiles16<true>[nr - 1] : outer_tiles16<false>[nr - 1];
-  return bf16 ? outer_tiles8<true>[nr - 1] : outer_tiles8<false>[nr - 1];
-}
+constexpr OuterTile outer_tiles[kOuterRows] = {outer_tile<1, kBf16>, outer_tile<2, kBf16>, outer_tile<3, kBf16>,
+                                               outer_tile<4, kBf16>, outer_tile<5, kBf16>, outer_tile<6, kBf16>};
+OuterTile outer_tile_of(bool bf16, int64_t nr) { return bf16 ? outer_tiles<true>[nr - 1] : outer_tiles<false>[nr - 1]; }
 
 }  // namespace
 
-int64_t avx2_xt_floats(int64_t M, int64_t K) { return (M + 7) / 8 * 8 * K; }
+int64_t avx2_xt_floats(int64_t M, int64_t K) { return (M - tail_rows(M) + kStrip - 1) / kStrip * kStrip * K; }
 
 void avx2_transpose_activations(const float* x, int64_t M, int64_t K, float* xt) {
-  for (int64_t m0 = 0; m0 < M; m0 += strip_width(M, m0)) {
-    const int64_t width = strip_width(M, m0), valid = min64(width, M - m0);
+  const int64_t strips_end = M - tail_rows(M);
+  for (int64_t m0 = 0; m0 < strips_end; m0 += kStrip) {
+    const int64_t valid = min64(kStrip, M - m0);
     float* strip = xt + m0 * K;
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t l = 0; l < width; ++l) strip[k * width + l] = l < valid ? x[(m0 + l) * K + k] : 0.0f;
+      for (int64_t l = 0; l < kStrip; ++l) strip[k * kStrip + l] = l < valid ? x[(m0 + l) * K + k] : 0.0f;
   }
 }
 
-void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel) {
+void avx2_gemm(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+               float* panel) {
   const int64_t K = w.cols, N = w.rows;
   const bool quant = w.quant != Quant::None;
   // BF16 and F32 weights are read in place; F16 and quantised ones are
@@ -523,17 +525,25 @@ void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, in
       } else {
         widen_panel<LoadF16>(static_cast<const uint16_t*>(w.data) + nb * K + k0, K, rows, kl, panel);
       }
-      for (int64_t m0 = 0; m0 < M; m0 += strip_width(M, m0)) {
-        const int64_t width = strip_width(M, m0), valid = min64(width, M - m0);
-        const int64_t step = width == 16 ? kOuterRows16 : kOuterRows8;
+      const int64_t tail = tail_rows(M), strips_end = M - tail;
+      for (int64_t m0 = 0; m0 < strips_end; m0 += kStrip) {
         // The first strip streams the weights from memory; later ones find them in cache.
-        const int64_t ahead = in_place && m0 == 0 ? prefetch_rows(step, ldw * elem) : 0;
-        for (int64_t r = 0; r < rows; r += step) {
-          const int64_t nr = min64(step, rows - r);
-          outer_tile_of(width, bf16, nr)(xt + m0 * K + k0 * width, kl, static_cast<const uint8_t*>(src) + r * ldw * elem,
-                                         ldw, bf16 && nb + r == 0 && k0 == 0, ahead, y + m0 * N + nb + r, N, valid,
-                                         k0 > 0);
+        const int64_t ahead = in_place && m0 == 0 ? prefetch_rows(kOuterRows, ldw * elem) : 0;
+        for (int64_t r = 0; r < rows; r += kOuterRows) {
+          const int64_t nr = min64(kOuterRows, rows - r);
+          outer_tile_of(bf16, nr)(xt + m0 * K + k0 * kStrip, kl, static_cast<const uint8_t*>(src) + r * ldw * elem, ldw,
+                                  bf16 && nb + r == 0 && k0 == 0, ahead, y + m0 * N + nb + r, N, min64(kStrip, M - m0),
+                                  k0 > 0);
         }
+      }
+      if (tail > 0) {
+        const float* xs = x + strips_end * K + k0;
+        float* ys = y + strips_end * N + nb;
+        const bool prefetch = in_place && strips_end == 0;
+        if (bf16)
+          dot_rows<LoadBF16>(xs, K, tail, static_cast<const uint16_t*>(src), ldw, rows, kl, ys, N, prefetch, k0 > 0);
+        else
+          dot_rows<LoadF32>(xs, K, tail, static_cast<const float*>(src), ldw, rows, kl, ys, N, prefetch, k0 > 0);
       }
     }
   }

@@ -73,11 +73,13 @@ void avx2_gemv(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int
 void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 // Prefill, any weights: x [M, K] transposed once per matmul into xt
 // (avx2_xt_floats(M, K) floats: strips of 16 activation rows, zero-padded,
-// each [K][16]) and shared by the threads' avx2_gemm calls. `panel` holds
+// each [K][16], except a last group of 8 rows or fewer, which avx2_gemm reads
+// from x) and shared by the threads' avx2_gemm calls. `panel` holds
 // kPanelFloats floats of per-thread scratch for F16 and quantised weights.
 int64_t avx2_xt_floats(int64_t M, int64_t K);
 void avx2_transpose_activations(const float* x, int64_t M, int64_t K, float* xt);
-void avx2_gemm(const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y, float* panel);
+void avx2_gemm(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+               float* panel);
 
 // quantize_activations on AVX2: the same bytes, about ten times faster (it
 // runs once per quantised matmul in decode).
