@@ -19,6 +19,7 @@ struct Mode {
   ComputeMode compute;
   double min_top1, max_mean_kl;            // golden fixtures
   double max_ppl_ratio, min_demo_top1;     // demo model vs exact
+  double min_decode_top1, max_decode_kl;   // demo model, decoding token by token
 };
 
 // The golden fixtures are random tiny models whose next-token logits are
@@ -28,11 +29,14 @@ struct Mode {
 // the 8-bit top-1 limit there is 95% instead of the 99% (its KL limit
 // holds), and the 4-bit limits only catch broken kernels; measured values
 // are printed. The trained demo model is held to the limits: perplexity
-// within +0.5% (bf16 compute), +1% (8-bit), +5% (4-bit).
+// within +0.5% (bf16 compute), +1% (8-bit), +5% (4-bit). Decoding with
+// quantised weights also quantises the activations (integer dot products),
+// which costs the demo model 8-bit top-1 (98.9% against 99.6% in prefill,
+// 5 flips in 448) while its KL stays within the 1e-3.
 const Mode kModes[] = {
-    {"bf16-compute", WeightFormat::Native, ComputeMode::BF16, 0.99, 1e-3, 1.005, 0.99},
-    {"q8_0", WeightFormat::Q8_0, ComputeMode::F32, 0.95, 1e-3, 1.01, 0.99},
-    {"q4_0", WeightFormat::Q4_0, ComputeMode::F32, 0.6, 0.4, 1.05, 0.9},
+    {"bf16-compute", WeightFormat::Native, ComputeMode::BF16, 0.99, 1e-3, 1.005, 0.99, 0.99, 1e-3},
+    {"q8_0", WeightFormat::Q8_0, ComputeMode::F32, 0.95, 1e-3, 1.01, 0.99, 0.98, 1e-3},
+    {"q4_0", WeightFormat::Q4_0, ComputeMode::F32, 0.6, 0.4, 1.05, 0.9, 0.9, 0.05},
 };
 
 std::unique_ptr<JetMoeForCausalLM> load(const std::string& dir, const Mode* mode) {
@@ -152,6 +156,39 @@ TEST(QuantAccuracy, DemoModelPerplexityPerMode) {
               << "% vs exact), top-1 agreement " << a.top1() << ", mean KL " << a.mean_kl() << "\n";
     EXPECT_LE(ppl, exact * mode.max_ppl_ratio) << mode.name;
     EXPECT_GE(a.top1(), mode.min_demo_top1) << mode.name;
+  }
+}
+
+// Generation runs the decode kernels, which for quantised weights also
+// quantise the activations per block of 32 (integer dot products); prefill
+// keeps them in f32. The demo model's validation text, 64 tokens prefilled
+// and 448 decoded one at a time, against the exact mode's decode.
+TEST(QuantAccuracy, DemoModelDecodePerMode) {
+  const std::string dir = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
+  const std::vector<int32_t> all = validation_ids();
+  const std::vector<int32_t> ids(all.begin(), all.begin() + 512);
+  auto decode_logits = [&](const JetMoeForCausalLM& lm) {
+    const int64_t prefill = 64, V = lm.config().vocab_size;
+    KVCache cache(lm.config(), 1, static_cast<int64_t>(ids.size()));
+    lm.forward(ModelInput::from_ids({{ids.begin(), ids.begin() + prefill}}), &cache);
+    std::vector<float> logits;
+    for (size_t t = static_cast<size_t>(prefill); t < ids.size(); ++t) {
+      const Tensor step = lm.forward(ModelInput::from_ids({{ids[t]}}), &cache).logits;
+      logits.insert(logits.end(), step.data.begin(), step.data.begin() + V);
+    }
+    return logits;
+  };
+  const auto exact_lm = load(dir, nullptr);
+  const int64_t V = exact_lm->config().vocab_size;
+  const std::vector<float> exact = decode_logits(*exact_lm);
+  for (const Mode& mode : kModes) {
+    const std::vector<float> fast = decode_logits(*load(dir, &mode));
+    Agreement a;
+    for (size_t i = 0; i < exact.size(); i += static_cast<size_t>(V)) a.add(&exact[i], &fast[i], V);
+    std::cout << "[accuracy] demo model decode, " << mode.name << ": top-1 agreement " << a.top1() << " over "
+              << a.positions << " positions, mean KL " << a.mean_kl() << "\n";
+    EXPECT_GE(a.top1(), mode.min_decode_top1) << mode.name;
+    EXPECT_LE(a.mean_kl(), mode.max_decode_kl) << mode.name;
   }
 }
 
