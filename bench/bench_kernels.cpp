@@ -175,13 +175,16 @@ void attention_decode(benchmark::State& state, DType dtype) {
   std::vector<float> row(static_cast<size_t>(H * d));
   for (int64_t s = 0; s < context; ++s) {
     for (float& v : row) v = uni(rng);
-    from_f32(row.data(), H * d, dtype, cache.key_at(0, 0, s));
-    from_f32(row.data(), H * d, dtype, cache.value_at(0, 0, s));
+    for (int64_t h = 0; h < H; ++h) {
+      from_f32(row.data() + h * d, d, dtype, cache.key_at(0, 0, h, s));
+      from_f32(row.data() + h * d, d, dtype, cache.value_at(0, 0, h, s));
+    }
     cache.mask[static_cast<size_t>(s)] = 1;
   }
   std::vector<float> q(static_cast<size_t>(Hq * d), 0.1f), out(q.size());
   const int64_t row_index = 0, position = context - 1;
-  const KVView kv{cache.key_at(0, 0, 0), cache.value_at(0, 0, 0), cache.mask.data(), context, H, dtype};
+  const KVView kv{cache.key_at(0, 0, 0, 0), cache.value_at(0, 0, 0, 0), cache.mask.data(), context, H, dtype,
+                  cache.row_stride(), cache.head_stride(), d};
   for (auto _ : state) {
     attention(pool(), q.data(), 1, &row_index, &position, Hq, d, kv, out.data());
     benchmark::DoNotOptimize(out.data());

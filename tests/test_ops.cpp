@@ -542,6 +542,24 @@ std::vector<double> attention_reference(const std::vector<float>& q, int64_t B, 
   return out;
 }
 
+// The tests' caches are position-major: [row][position][kv head][head_dim].
+KVView packed_view(const void* keys, const void* values, const int32_t* mask, int64_t capacity, int64_t Hkv, int64_t d,
+                   DType dtype = DType::F32) {
+  return {keys, values, mask, capacity, Hkv, dtype, capacity * Hkv * d, d, Hkv * d};
+}
+
+// The same cache head-major, as KVCache lays it out: [row][kv head][position][head_dim].
+std::vector<float> to_head_major(const std::vector<float>& packed, int64_t B, int64_t capacity, int64_t Hkv, int64_t d) {
+  std::vector<float> out(packed.size());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < capacity; ++s)
+      for (int64_t h = 0; h < Hkv; ++h)
+        for (int64_t i = 0; i < d; ++i)
+          out[static_cast<size_t>(((b * Hkv + h) * capacity + s) * d + i)] =
+              packed[static_cast<size_t>(((b * capacity + s) * Hkv + h) * d + i)];
+  return out;
+}
+
 // Uniform random values in [-range, range].
 std::vector<float> uniform_values(size_t n, float range, std::mt19937& rng) {
   std::uniform_real_distribution<float> uni(-range, range);
@@ -577,7 +595,8 @@ TEST(Ops, AttentionMatchesNaiveReference) {
       SCOPED_TRACE(::testing::Message() << "garbage " << garbage << " threads " << threads);
       ThreadPool pool(threads);
       std::vector<float> out(q.size(), 12345.0f);
-      attention(pool, q.data(), B, T, Hq, d, KVView{keys.data(), values.data(), mask.data(), capacity, Hkv}, past, out.data());
+      attention(pool, q.data(), B, T, Hq, d, packed_view(keys.data(), values.data(), mask.data(), capacity, Hkv, d), past,
+                out.data());
       for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 1e-5) << "element " << i;
 
       // Row 2, query t = 0 sits at position 2 and sees positions 0..2, all masked.
@@ -616,8 +635,16 @@ TEST(Ops, AttentionAcrossKeyBlocksAndHeadSizes) {
     const std::vector<double> ref = attention_reference(q, B, T, Hq, d, keys, values, mask, capacity, Hkv, past);
     ThreadPool pool(2);
     std::vector<float> out(q.size(), 12345.0f);
-    attention(pool, q.data(), B, T, Hq, d, KVView{keys.data(), values.data(), mask.data(), capacity, Hkv}, past, out.data());
+    attention(pool, q.data(), B, T, Hq, d, packed_view(keys.data(), values.data(), mask.data(), capacity, Hkv, d), past,
+              out.data());
     for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-6) << "element " << i;
+    // Head-major, as the KV cache stores it: the same outputs, bit for bit.
+    const std::vector<float> hk = to_head_major(keys, B, capacity, Hkv, d), hv = to_head_major(values, B, capacity, Hkv, d);
+    std::vector<float> out_hm(q.size(), 12345.0f);
+    attention(pool, q.data(), B, T, Hq, d,
+              KVView{hk.data(), hv.data(), mask.data(), capacity, Hkv, DType::F32, Hkv * capacity * d, capacity * d, d}, past,
+              out_hm.data());
+    EXPECT_EQ(out_hm, out);
   }
 }
 
@@ -645,7 +672,7 @@ TEST(Ops, AttentionReadsSixteenBitCaches) {
       const std::vector<double> ref = attention_reference(q, B, T, Hq, d, keys, values, mask, capacity, Hkv, past);
       ThreadPool pool(2);
       std::vector<float> out(q.size(), 12345.0f);
-      attention(pool, q.data(), B, T, Hq, d, KVView{k16.data(), v16.data(), mask.data(), capacity, Hkv, dtype}, past,
+      attention(pool, q.data(), B, T, Hq, d, packed_view(k16.data(), v16.data(), mask.data(), capacity, Hkv, d, dtype), past,
                 out.data());
       for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-6) << "element " << i;
     }
@@ -660,7 +687,7 @@ TEST(Ops, AttentionSingleKeyAndUniform) {
   const std::vector<float> v = {-1.0f, 0.25f, 7.0f, 2.0f};
   const std::vector<int32_t> m = {1};
   std::vector<float> out(4);
-  attention(pool, q.data(), 1, 1, 1, d, KVView{k.data(), v.data(), m.data(), 1, 1}, 0, out.data());
+  attention(pool, q.data(), 1, 1, 1, d, packed_view(k.data(), v.data(), m.data(), 1, 1, d), 0, out.data());
   for (int64_t i = 0; i < d; ++i) EXPECT_NEAR(out[static_cast<size_t>(i)], v[static_cast<size_t>(i)], 1e-6);
 
   // A zero query weighs every visible key equally: the mean of the values.
@@ -668,7 +695,7 @@ TEST(Ops, AttentionSingleKeyAndUniform) {
   const std::vector<float> k3 = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
   const std::vector<float> v3 = {1, 0, 0, 3, 0, 1, 0, 6, 0, 0, 1, 9};
   const std::vector<int32_t> m3 = {1, 1, 1};
-  attention(pool, q0.data(), 1, 1, 1, d, KVView{k3.data(), v3.data(), m3.data(), 3, 1}, 2, out.data());
+  attention(pool, q0.data(), 1, 1, 1, d, packed_view(k3.data(), v3.data(), m3.data(), 3, 1, d), 2, out.data());
   EXPECT_NEAR(out[0], 1.0 / 3, 1e-6);
   EXPECT_NEAR(out[1], 1.0 / 3, 1e-6);
   EXPECT_NEAR(out[2], 1.0 / 3, 1e-6);

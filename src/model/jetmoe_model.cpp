@@ -342,10 +342,13 @@ void JetMoeModel::run(const TokenLayout& layout, KVCache& cache, const ForwardOp
       ops::apply_rope(&q[static_cast<size_t>(n * K * Hd)], K * H, d, cs, sn);
       float* k = &kv[static_cast<size_t>(n * 2 * Hd)];
       ops::apply_rope(k, H, d, cs, sn);
-      ops::from_f32(k, Hd, cache.dtype, cache.key_at(l, layout.rows[i], layout.cache_positions[i]));
-      ops::from_f32(k + Hd, Hd, cache.dtype, cache.value_at(l, layout.rows[i], layout.cache_positions[i]));
+      for (int64_t h = 0; h < H; ++h) {
+        ops::from_f32(k + h * d, d, cache.dtype, cache.key_at(l, layout.rows[i], h, layout.cache_positions[i]));
+        ops::from_f32(k + Hd + h * d, d, cache.dtype, cache.value_at(l, layout.rows[i], h, layout.cache_positions[i]));
+      }
     }
-    const ops::KVView view{cache.key_at(l, 0, 0), cache.value_at(l, 0, 0), cache.mask.data(), cap, H, cache.dtype};
+    const ops::KVView view{cache.key_at(l, 0, 0, 0), cache.value_at(l, 0, 0, 0), cache.mask.data(), cap, H, cache.dtype,
+                           cache.row_stride(), cache.head_stride(), d};
     ops::attention(pool, q.data(), N, layout.rows, layout.cache_positions, K * H, d, view, attn.data());
     moa_reduce(pool, attn.data(), routing, w.attention_output, w.attention_bias, y.data(), moe);
     if (options.stats) {

@@ -10,6 +10,8 @@ KVCache::KVCache(const JetMoeConfig& config, int64_t batch, int64_t cap, DType t
     : num_layers(config.num_hidden_layers),
       batch_size(batch),
       capacity(cap),
+      num_kv_heads(config.num_key_value_heads),
+      head_dim(config.kv_channels),
       kv_dim(config.num_key_value_heads * config.kv_channels),
       dtype(type) {
   if (batch <= 0 || cap <= 0)
@@ -33,8 +35,9 @@ void KVCache::select_rows(const std::vector<int64_t>& rows) {
     identity = identity && r == i;
   }
   if (identity) return;
-  const size_t row_bytes = static_cast<size_t>(capacity * kv_dim) * element_size();
-  const size_t used_bytes = static_cast<size_t>(length * kv_dim) * element_size();
+  const size_t row_bytes = static_cast<size_t>(row_stride()) * element_size();
+  const size_t head_bytes = static_cast<size_t>(head_stride()) * element_size();
+  const size_t used_bytes = static_cast<size_t>(length * head_dim) * element_size();
   const size_t n = static_cast<size_t>(num_layers * new_batch) * row_bytes;
   // Only grow the spare buffers: shrinking and growing back each step would
   // allocate.
@@ -45,10 +48,13 @@ void KVCache::select_rows(const std::vector<int64_t>& rows) {
   spare_mask_.resize(static_cast<size_t>(new_batch * capacity));
   for (int64_t l = 0; l < num_layers; ++l) {
     for (int64_t i = 0; i < new_batch; ++i) {
-      const size_t src = static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_bytes;
-      const size_t dst = static_cast<size_t>(l * new_batch + i) * row_bytes;
-      std::copy_n(keys.begin() + static_cast<std::ptrdiff_t>(src), used_bytes, spare_keys_.begin() + static_cast<std::ptrdiff_t>(dst));
-      std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(src), used_bytes, spare_values_.begin() + static_cast<std::ptrdiff_t>(dst));
+      for (int64_t h = 0; h < num_kv_heads; ++h) {
+        const auto src = static_cast<std::ptrdiff_t>(static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_bytes +
+                                                     static_cast<size_t>(h) * head_bytes);
+        const auto dst = static_cast<std::ptrdiff_t>(static_cast<size_t>(l * new_batch + i) * row_bytes + static_cast<size_t>(h) * head_bytes);
+        std::copy_n(keys.begin() + src, used_bytes, spare_keys_.begin() + dst);
+        std::copy_n(values.begin() + src, used_bytes, spare_values_.begin() + dst);
+      }
     }
   }
   for (int64_t i = 0; i < new_batch; ++i)

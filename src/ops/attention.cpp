@@ -31,7 +31,6 @@ template <class R>
 void attention_portable(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
                         int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
   using T = typename R::T;
-  const int64_t kv_stride = kv.num_kv_heads * head_dim;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   const int64_t tasks = num_tokens * num_q_heads;
   pool.parallel_for(tasks, 4, [&](int64_t t0, int64_t t1) {
@@ -47,12 +46,12 @@ void attention_portable(ThreadPool& pool, const float* q, int64_t num_tokens, co
       // Sized once per cache capacity, so decode does not allocate.
       if (scores.size() < static_cast<size_t>(kv.capacity)) scores.resize(static_cast<size_t>(kv.capacity));
       const int32_t* mask = kv.mask + b * kv.capacity;
-      const T* kbase = static_cast<const T*>(kv.keys) + b * kv.capacity * kv_stride + kvh * head_dim;
-      const T* vbase = static_cast<const T*>(kv.values) + b * kv.capacity * kv_stride + kvh * head_dim;
+      const T* kbase = static_cast<const T*>(kv.keys) + b * kv.row_stride + kvh * kv.head_stride;
+      const T* vbase = static_cast<const T*>(kv.values) + b * kv.row_stride + kvh * kv.head_stride;
       float mx = -INFINITY;
       for (int64_t s = 0; s < visible; ++s) {
         if (!mask[s]) continue;
-        const T* k = kbase + s * kv_stride;
+        const T* k = kbase + s * kv.position_stride;
         float dot = 0.0f;
         for (int64_t i = 0; i < head_dim; ++i) dot += qv[i] * R::one(k + i);
         scores[static_cast<size_t>(s)] = dot * scale;
@@ -71,7 +70,7 @@ void attention_portable(ThreadPool& pool, const float* q, int64_t num_tokens, co
       for (int64_t s = 0; s < visible; ++s) {
         if (!mask[s]) continue;
         const float p = scores[static_cast<size_t>(s)] * inv;
-        const T* v = vbase + s * kv_stride;
+        const T* v = vbase + s * kv.position_stride;
         for (int64_t i = 0; i < head_dim; ++i) o[i] += p * R::one(v + i);
       }
     }
@@ -85,16 +84,16 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
   if (cpu_features().avx2_fma && head_dim % 8 == 0) {
     // One task per (token, KV head): the query heads h = i, i + H, ... that
     // share KV head i read its keys and values together, once.
-    const int64_t H = kv.num_kv_heads, kv_stride = H * head_dim;
+    const int64_t H = kv.num_kv_heads;
     const size_t element = dtype_size(kv.dtype);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     pool.parallel_for(num_tokens * H, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t task = t0; task < t1; ++task) {
         const int64_t n = task / H, i = task % H, b = rows[n];
         const int64_t offset = (n * num_q_heads + i) * head_dim, groups = (num_q_heads - i + H - 1) / H;
-        const size_t row = static_cast<size_t>(b * kv.capacity * kv_stride + i * head_dim) * element;
+        const size_t row = static_cast<size_t>(b * kv.row_stride + i * kv.head_stride) * element;
         kernels::avx2_attend_group(q + offset, H * head_dim, groups, static_cast<const uint8_t*>(kv.keys) + row,
-                                   static_cast<const uint8_t*>(kv.values) + row, kv.dtype, kv_stride,
+                                   static_cast<const uint8_t*>(kv.values) + row, kv.dtype, kv.position_stride,
                                    kv.mask + b * kv.capacity, positions[n] + 1, head_dim, scale, out + offset);
       }
     });

@@ -7,17 +7,19 @@ namespace jetmoe::ops {
 
 class ThreadPool;
 
-// Where the keys and values live: row s of sequence b starts at element
-// (b * capacity + s) * num_kv_heads * head_dim of keys and values, which hold
-// `dtype` elements (F32, F16 or BF16); mask[b * capacity + s] is 1 for a real
-// token.
+// Where the keys and values live: the head_dim elements of KV head h at
+// position s of sequence b start at element b * row_stride + h * head_stride
+// + s * position_stride of keys and values, which hold `dtype` elements (F32,
+// F16 or BF16); mask[b * capacity + s] is 1 for a real token. The KV cache
+// keeps each head's positions contiguous (position_stride = head_dim).
 struct KVView {
   const void* keys;
   const void* values;
   const int32_t* mask;
   int64_t capacity;
   int64_t num_kv_heads;
-  DType dtype = DType::F32;
+  DType dtype;
+  int64_t row_stride, head_stride, position_stride;
 };
 
 // Causal scaled-dot-product attention for a ragged batch: query token n

@@ -21,6 +21,10 @@ namespace {
 constexpr int kBlock = 8;        // keys per online-softmax step: one vector of scores
 constexpr int kPieceChunks = 8;  // 8-float chunks of a head kept in registers at once (64 floats)
 constexpr int kMaxGroups = 8;    // query heads whose running max and sum live on the stack
+// Key blocks ahead whose keys and values are prefetched: the hardware
+// prefetcher alone left decode attention at 4096 positions latency-bound
+// (~15% fewer GB/s on Zen 3).
+constexpr int64_t kPrefetchBlocks = 4;
 
 // exp(x) for x <= 0 (a score minus the running maximum): Cody-Waite
 // reduction, degree-7 Taylor polynomial (error < 1e-8 relative), times 2^n
@@ -150,6 +154,7 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typen
   const __m256 vscale = _mm256_set1_ps(scale);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   alignas(32) float p[kBlock];
+  const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(typename L::T));
   for (int64_t s0 = 0; s0 < visible; s0 += kBlock) {
     const int64_t count = visible - s0 < kBlock ? visible - s0 : kBlock;
     const __m256i in_range = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), lane);
@@ -160,6 +165,16 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typen
     if (valid_bits == 0) continue;
     const typename L::T* k0 = keys + s0 * kv_stride;
     const typename L::T* v0 = values + s0 * kv_stride;
+    if (s0 + (kPrefetchBlocks + 1) * kBlock <= visible)
+#pragma GCC unroll 8
+      for (int i = 0; i < kBlock; ++i) {
+        const auto* kp = reinterpret_cast<const char*>(k0 + (kPrefetchBlocks * kBlock + i) * kv_stride);
+        const auto* vp = reinterpret_cast<const char*>(v0 + (kPrefetchBlocks * kBlock + i) * kv_stride);
+        for (int64_t line = 0; line < row_bytes; line += 64) {
+          _mm_prefetch(kp + line, _MM_HINT_T0);
+          _mm_prefetch(vp + line, _MM_HINT_T0);
+        }
+      }
     for (int64_t g = 0; g < groups; ++g) {
       __m256 scores = _mm256_mul_ps(dot8<L>(q + g * q_stride, k0, kv_stride, count, head_dim), vscale);
       scores = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), scores, valid);

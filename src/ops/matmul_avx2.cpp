@@ -153,8 +153,6 @@ inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) {
   return step * ((8192 + step * row_bytes - 1) / (step * row_bytes));
 }
 
-// Decode (M <= kGemvMaxRows): each weight byte read from memory once,
-// widened in registers.
 // Rows [0, rows) of w (ldw apart) times M <= 8 activation rows over k
 // columns, (+)= into y. More than 4 activation rows take the tiles in
 // passes of 4 over each tile of weights, the later passes finding them in
@@ -171,6 +169,8 @@ void dot_rows(const float* x, int64_t ldx, int64_t M, const typename L::T* w, in
                                                                      y + m * ldy + n, ldy, m == 0 ? ahead : 0, add);
 }
 
+// Decode (M <= kAvx2GemvMaxRows): each weight byte read from memory once,
+// widened in registers.
 template <class L>
 void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y) {
   dot_rows<L>(x, K, M, w + n0 * K, K, n1 - n0, K, y + n0, N, true, false);
