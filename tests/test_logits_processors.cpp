@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
+#include <vector>
 
 #include "generate/logits_processors.h"
 #include "generate/sampling.h"
@@ -140,6 +142,40 @@ TEST(Sampling, FrequenciesFollowTheWarpedDistribution) {
   }
   ASSERT_EQ(dof, 3);  // four tokens survive: the worked example above
   EXPECT_LT(chi2, 16.27) << "chi-square with 3 degrees of freedom, 0.1% critical value";
+}
+
+// The vector search against the definition (first index of the largest
+// value; a NaN counts as the largest, as in torch), across lengths that end
+// inside and outside its 16-float chunks and values placed at chunk edges.
+TEST(Sampling, ArgmaxIsTheFirstIndexOfTheLargestScore) {
+  auto reference = [](const std::vector<float>& v) {
+    for (size_t i = 0; i < v.size(); ++i)
+      if (std::isnan(v[i])) return static_cast<int32_t>(i);
+    size_t best = 0;
+    for (size_t i = 1; i < v.size(); ++i)
+      if (v[i] > v[best]) best = i;
+    return static_cast<int32_t>(best);
+  };
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> level(-3, 3);
+  for (size_t n : {1, 5, 15, 16, 17, 31, 32, 33, 100, 32000}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      // Few distinct values, so the maximum is usually tied.
+      std::vector<float> v(n);
+      for (float& x : v) x = static_cast<float>(level(rng));
+      if (trial % 4 == 1) v[rng() % n] = -INFINITY;
+      if (trial % 4 == 2) v[rng() % n] = INFINITY;
+      if (trial % 4 == 3) v[rng() % n] = NAN;
+      EXPECT_EQ(argmax(v), reference(v)) << "n=" << n << " trial " << trial;
+    }
+    std::vector<float> v(n, -INFINITY);
+    EXPECT_EQ(argmax(v), 0) << "all -inf, n=" << n;
+    v[n - 1] = 0.0f;
+    EXPECT_EQ(argmax(v), static_cast<int32_t>(n - 1)) << "last, n=" << n;
+    v.assign(n, 0.0f);
+    v[0] = -0.0f;
+    EXPECT_EQ(argmax(v), 0) << "-0 ties +0, n=" << n;
+  }
 }
 
 TEST(Sampling, SameSeedSameDraws) {

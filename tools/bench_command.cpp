@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "generate/sampling.h"
 #include "jetmoe/error.h"
 #include "jetmoe/model.h"
 #include "ops/bandwidth.h"
@@ -44,7 +45,7 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int32_t argmax(const float* row, int64_t n) { return static_cast<int32_t>(std::max_element(row, row + n) - row); }
+int32_t argmax(const float* row, int64_t n) { return gen::argmax(std::span<const float>(row, static_cast<size_t>(n))); }
 
 // The prompts (one per sequence) then greedy decoding through the KV cache,
 // one token per sequence per step: the server's allocation-free step, the
