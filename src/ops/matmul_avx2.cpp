@@ -302,11 +302,17 @@ void quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w,
 
 // Rows [rows, kl] of quantised weights from column k0 (a multiple of 32) as
 // f32 values d * (q - offset), as dequantize_row gives them.
+constexpr int64_t kPanelAhead = 4;
 void dequantize_panel(Quant q, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws, int64_t rows, int64_t k0,
                       int64_t kl, float* out) {
   const __m128i low4 = _mm_set1_epi8(0x0f);
   const __m256i offset = _mm256_set1_epi32(q == Quant::Q4_0 ? 8 : 128);
+  const int64_t code_bytes = q == Quant::Q4_0 ? 16 : 32, first = k0 / 32 * code_bytes, last = (k0 + kl) / 32 * code_bytes;
   for (int64_t r = 0; r < rows; ++r) {
+    // A row's part of the block is 1 KB or less and ends the hardware
+    // prefetcher's stream before it starts; fetch the row kPanelAhead on.
+    for (int64_t byte = first; byte < last; byte += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(w + (r + kPanelAhead) * ldw + byte), _MM_HINT_T0);
     for (int64_t b = k0 / 32; b < (k0 + kl) / 32; ++b) {
       __m128i codes[2];
       if (q == Quant::Q4_0) {
