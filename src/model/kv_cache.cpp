@@ -48,10 +48,12 @@ void KVCache::select_rows(const std::vector<int64_t>& rows) {
   spare_mask_.resize(static_cast<size_t>(new_batch * capacity));
   for (int64_t l = 0; l < num_layers; ++l) {
     for (int64_t i = 0; i < new_batch; ++i) {
-      for (int64_t h = 0; h < num_kv_heads; ++h) {
-        const auto src = static_cast<std::ptrdiff_t>(static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_bytes +
-                                                     static_cast<size_t>(h) * head_bytes);
-        const auto dst = static_cast<std::ptrdiff_t>(static_cast<size_t>(l * new_batch + i) * row_bytes + static_cast<size_t>(h) * head_bytes);
+      const size_t from = static_cast<size_t>(l * batch_size + rows[static_cast<size_t>(i)]) * row_bytes;
+      const size_t to = static_cast<size_t>(l * new_batch + i) * row_bytes;
+      // Each head's first `length` positions; the rest is written before it is read.
+      for (size_t h = 0; h < static_cast<size_t>(num_kv_heads); ++h) {
+        const auto src = static_cast<std::ptrdiff_t>(from + h * head_bytes);
+        const auto dst = static_cast<std::ptrdiff_t>(to + h * head_bytes);
         std::copy_n(keys.begin() + src, used_bytes, spare_keys_.begin() + dst);
         std::copy_n(values.begin() + src, used_bytes, spare_values_.begin() + dst);
       }
