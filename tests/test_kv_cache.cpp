@@ -182,5 +182,16 @@ TEST(KVCache, CacheTooSmallIsAnError) {
   EXPECT_EQ(cache.length, 3) << "a refused step must leave the cache as it was";
 }
 
+// The cache keeps each KV head's positions together, so a cache with the
+// same kv width split into other heads would be read wrongly: refused.
+TEST(KVCache, CacheForAnotherHeadSplitIsAnError) {
+  auto lm = JetMoeForCausalLM::from_pretrained(golden_dir("tiny-tied-f32"));
+  JetMoeConfig other = lm->config();
+  other.num_key_value_heads *= 2;
+  other.kv_channels /= 2;
+  KVCache cache(other, 1, 8);
+  EXPECT_THROW(lm->forward(ModelInput::from_ids({{1, 2, 3}}), &cache), Error);
+}
+
 }  // namespace
 }  // namespace jetmoe::testing

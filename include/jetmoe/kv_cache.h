@@ -24,7 +24,6 @@ struct KVCache {
   int64_t capacity = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;  // kv_channels
-  int64_t kv_dim = 0;    // num_kv_heads * head_dim
   int64_t length = 0;   // positions filled so far (same for every row)
   DType dtype = DType::F32;   // of keys and values: F32, F16 or BF16
   std::vector<uint8_t> keys;    // [layer][batch][kv head][capacity][head_dim] elements of dtype

@@ -35,7 +35,8 @@ void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, cons
   if (cache) {
     if (cache->batch_size != B)
       throw Error("KV cache holds " + std::to_string(cache->batch_size) + " rows but input_ids has " + std::to_string(B));
-    if (cache->num_layers != c.num_hidden_layers || cache->kv_dim != c.num_key_value_heads * c.kv_channels)
+    if (cache->num_layers != c.num_hidden_layers || cache->num_kv_heads != c.num_key_value_heads ||
+        cache->head_dim != c.kv_channels)
       throw Error("KV cache was made for a different model shape");
     if (total > cache->capacity)
       throw Error("KV cache capacity " + std::to_string(cache->capacity) + " is too small for " + std::to_string(total) + " positions");
@@ -229,7 +230,8 @@ void JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, Tensor&
   if (batch.seq.size() != batch.token_ids.size() || batch.pos.size() != batch.token_ids.size())
     throw Error("forward_batch: " + std::to_string(N) + " token ids but " + std::to_string(batch.seq.size()) + " seq and " +
                 std::to_string(batch.pos.size()) + " pos entries");
-  if (cache.num_layers != c.num_hidden_layers || cache.kv_dim != c.num_key_value_heads * c.kv_channels)
+  if (cache.num_layers != c.num_hidden_layers || cache.num_kv_heads != c.num_key_value_heads ||
+      cache.head_dim != c.kv_channels)
     throw Error("KV cache was made for a different model shape");
   const int64_t max_pos = std::min<int64_t>(cache.capacity, c.max_position_embeddings);
   ForwardScratch& scratch = forward_scratch();

@@ -12,13 +12,12 @@ KVCache::KVCache(const JetMoeConfig& config, int64_t batch, int64_t cap, DType t
       capacity(cap),
       num_kv_heads(config.num_key_value_heads),
       head_dim(config.kv_channels),
-      kv_dim(config.num_key_value_heads * config.kv_channels),
       dtype(type) {
   if (batch <= 0 || cap <= 0)
     throw Error("KVCache: batch size " + std::to_string(batch) + " and capacity " + std::to_string(cap) + " must be positive");
   if (type != DType::F32 && type != DType::F16 && type != DType::BF16)
     throw Error(std::string("KVCache: dtype ") + dtype_name(type) + ", expected F32, F16 or BF16");
-  const size_t n = static_cast<size_t>(num_layers * batch_size * capacity * kv_dim) * element_size();
+  const size_t n = static_cast<size_t>(num_layers * batch_size * row_stride()) * element_size();
   keys.assign(n, 0);
   values.assign(n, 0);
   mask.assign(static_cast<size_t>(batch_size * capacity), 0);
