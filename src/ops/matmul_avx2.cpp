@@ -408,14 +408,10 @@ void store_transposed(__m256* rows, int64_t valid, float* y, int64_t ldy, bool a
   transpose8(rows);
   for (int64_t l = 0; l < valid; ++l) {
     float* out = y + l * ldy;
-    if constexpr (N == 8) {
-      _mm256_storeu_ps(out, add ? _mm256_add_ps(_mm256_loadu_ps(out), rows[l]) : rows[l]);
-    } else {
-      alignas(32) float sums[8];
-      _mm256_store_ps(sums, rows[l]);
+    alignas(32) float sums[8];
+    _mm256_store_ps(sums, rows[l]);
 #pragma GCC unroll 8
-      for (int n = 0; n < N; ++n) out[n] = add ? out[n] + sums[n] : sums[n];
-    }
+    for (int n = 0; n < N; ++n) out[n] = add ? out[n] + sums[n] : sums[n];
   }
 }
 
@@ -545,11 +541,12 @@ void avx2_gemm(const float* x, const float* xt, int64_t M, const WeightMatrix& w
       if (tail > 0) {
         const float* xs = x + strips_end * K + k0;
         float* ys = y + strips_end * N + nb;
-        const bool prefetch = in_place && strips_end == 0;
+        // No prefetch: unquantised weights get here only after 16-row strips
+        // (fewer rows go to avx2_gemv), which brought them in; panels sit in L2.
         if (bf16)
-          dot_rows<LoadBF16>(xs, K, tail, static_cast<const uint16_t*>(src), ldw, rows, kl, ys, N, prefetch, k0 > 0);
+          dot_rows<LoadBF16>(xs, K, tail, static_cast<const uint16_t*>(src), ldw, rows, kl, ys, N, false, k0 > 0);
         else
-          dot_rows<LoadF32>(xs, K, tail, static_cast<const float*>(src), ldw, rows, kl, ys, N, prefetch, k0 > 0);
+          dot_rows<LoadF32>(xs, K, tail, static_cast<const float*>(src), ldw, rows, kl, ys, N, false, k0 > 0);
       }
     }
   }
