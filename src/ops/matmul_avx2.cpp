@@ -187,6 +187,76 @@ void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, f
   }
 }
 
+// x's codes for rows [0, MR) times one block of w's codes (wv, wabs as
+// quant_tile forms them), scaled by d[m][n][j] and added to acc[m][n].
+template <int MR, int NR, bool Q4>
+inline void quant_block(const QuantizedActivations& x, int64_t K, int64_t b, int n, __m256i wv, __m256i wabs,
+                        const float (*d)[NR][8], int64_t j, __m256 (*acc)[NR]) {
+  const __m256i ones16 = _mm256_set1_epi16(1);
+  const int64_t ldx = K / 4;
+#pragma GCC unroll 4
+  for (int m = 0; m < MR; ++m) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + m * K + b * 32));
+    __m256i sums;
+    if constexpr (Q4) {
+      sums = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wabs, xv), ones16),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.start + m * ldx + b * 8)));
+    } else {
+      sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones16);
+    }
+    acc[m][n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_broadcast_ss(&d[m][n][j]), acc[m][n]);
+  }
+}
+
+// Block b (the group's j-th) of NR weight rows.
+template <int MR, int NR, bool Q4>
+inline void quant_single(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, int64_t ahead,
+                         int64_t b, int64_t j, const float (*d)[NR][8], __m256 (*acc)[NR]) {
+#pragma GCC unroll 4
+  for (int n = 0; n < NR; ++n) {
+    if (b % (Q4 ? 4 : 2) == 0)  // once per cache line
+      _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + (Q4 ? b / 2 : b) * 32), _MM_HINT_T0);
+    if constexpr (Q4) {
+      const __m256i low4 = _mm256_set1_epi8(0x0f);
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b / 2 * 32));
+      const __m256i wv = b % 2 ? _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4) : _mm256_and_si256(bytes, low4);
+      quant_block<MR, NR, Q4>(x, K, b, n, wv, wv, d, j, acc);
+    } else {
+      const __m256i wv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b * 32)),
+                                          _mm256_set1_epi8(static_cast<char>(0x80)));
+      quant_block<MR, NR, Q4>(x, K, b, n, wv, _mm256_abs_epi8(wv), d, j, acc);
+    }
+  }
+}
+
+// A whole group of 8 blocks from block g, in block order. Its j are
+// constants, so the unrolled code carries no branches or index arithmetic,
+// and a Q4 pair of blocks shares one 32-byte load (the low nibbles are the
+// even block, the high the odd one): 1.3-2x the speed of a loop over j.
+template <int MR, int NR, bool Q4>
+inline void quant_group(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, int64_t ahead,
+                        int64_t g, const float (*d)[NR][8], __m256 (*acc)[NR]) {
+  if constexpr (Q4) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+    for (int j = 0; j < 8; j += 2) {
+      const int64_t b = g + j;
+#pragma GCC unroll 4
+      for (int n = 0; n < NR; ++n) {
+        if (j % 4 == 0)  // once per cache line (g is a multiple of 8)
+          _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + b / 2 * 32), _MM_HINT_T0);
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b / 2 * 32));
+        const __m256i lo = _mm256_and_si256(bytes, low4), hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4);
+        quant_block<MR, NR, Q4>(x, K, b, n, lo, lo, d, j, acc);
+        quant_block<MR, NR, Q4>(x, K, b + 1, n, hi, hi, d, j + 1, acc);
+      }
+    }
+  } else {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) quant_single<MR, NR, Q4>(x, K, w, ldw, ahead, g + j, j, d, acc);
+  }
+}
+
 // Quantised weights, decode: integer dot products per block of 32, scaled
 // by dx * dw and accumulated in f32, as the AVX-512 VNNI tiles do.
 // vpmaddubsw multiplies unsigned by signed bytes and saturates its int16
@@ -201,8 +271,6 @@ void widen_panel(const typename L::T* w, int64_t ldw, int64_t rows, int64_t k, f
 template <int MR, int NR, bool Q4>
 void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws,
                 float* y, int64_t ldy) {
-  const __m256i ones16 = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f),
-                flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const int64_t blocks = K / 32, ldx = K / 4;
   const int64_t ahead = prefetch_rows(NR, ldw);
   __m256 acc[MR][NR];
@@ -226,6 +294,7 @@ void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int6
 #pragma GCC unroll 4
         for (int n = 0; n < NR; ++n) _mm256_store_ps(d[m][n], _mm256_mul_ps(dxv, dw[n]));
       }
+      quant_group<MR, NR, Q4>(x, K, w, ldw, ahead, g, d, acc);
     } else {
       // A ragged last group (every group when K < 256) in scalars: vectors
       // assembled from scalar stores wait for the stores to retire.
@@ -236,36 +305,7 @@ void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int6
 #pragma GCC unroll 4
           for (int m = 0; m < MR; ++m) d[m][n][j] = x.scale[m * ldx + (g + j) * 8] * dwj;
         }
-    }
-    for (int64_t j = 0; j < count; ++j) {
-      const int64_t b = g + j;
-#pragma GCC unroll 4
-      for (int n = 0; n < NR; ++n) {
-        __m256i wv, wabs;
-        if (b % (Q4 ? 4 : 2) == 0)  // once per cache line
-          _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + (Q4 ? b / 2 : b) * 32), _MM_HINT_T0);
-        if constexpr (Q4) {
-          // Bytes of a 64-weight group: low nibbles are its even block, high its odd one.
-          const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + (b / 2) * 32));
-          wv = b % 2 ? _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low4) : _mm256_and_si256(bytes, low4);
-          wabs = wv;
-        } else {
-          wv = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b * 32)), flip);
-          wabs = _mm256_abs_epi8(wv);
-        }
-#pragma GCC unroll 4
-        for (int m = 0; m < MR; ++m) {
-          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + m * K + b * 32));
-          __m256i sums;
-          if constexpr (Q4) {
-            sums = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wabs, xv), ones16),
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.start + m * ldx + b * 8)));
-          } else {
-            sums = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xv, wv)), ones16);
-          }
-          acc[m][n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_broadcast_ss(&d[m][n][j]), acc[m][n]);
-        }
-      }
+      for (int64_t j = 0; j < count; ++j) quant_single<MR, NR, Q4>(x, K, w, ldw, ahead, g + j, j, d, acc);
     }
   }
 #pragma GCC unroll 4
