@@ -148,10 +148,10 @@ inline int64_t k_block(int64_t K, int64_t max_kc, int64_t unit) {
 // tile of `step` rows also fetches the rows at least 8 KB on (whole tiles).
 // 20-45% more GB/s for 1-2 KB rows on Zen 3; longer rows run far enough on
 // their own (bf16 rows of 4 KB already stream at the read bandwidth).
-inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) {
-  if (row_bytes > 2048) return 0;
+inline int64_t rows_ahead(int64_t step, int64_t row_bytes) {
   return step * ((8192 + step * row_bytes - 1) / (step * row_bytes));
 }
+inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) { return row_bytes > 2048 ? 0 : rows_ahead(step, row_bytes); }
 
 // Rows [0, rows) of w (ldw apart) times M <= 8 activation rows over k
 // columns, (+)= into y. More than 4 activation rows take the tiles in
@@ -272,7 +272,10 @@ template <int MR, int NR, bool Q4>
 void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws,
                 float* y, int64_t ldy) {
   const int64_t blocks = K / 32, ldx = K / 4;
-  const int64_t ahead = prefetch_rows(NR, ldw);
+  // Unlike unquantised rows, quantised ones stream better fetched ahead
+  // whatever their length: on Zen 3, 15-20% more GB/s for q4_0 rows of
+  // 2.8 KB (jetmoe-8b's down projections, K = 5632), 0-10% for q8_0.
+  const int64_t ahead = rows_ahead(NR, ldw);
   __m256 acc[MR][NR];
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m)
