@@ -21,6 +21,14 @@ namespace {
 // only the final norm uses config.rms_norm_eps.
 constexpr float kBlockNormEps = 1e-6f;
 
+// The cache keeps each KV head's positions together, so the head split must
+// match, not only the kv width.
+void check_cache_shape(const KVCache& cache, const JetMoeConfig& c) {
+  if (cache.num_layers != c.num_hidden_layers || cache.num_kv_heads != c.num_key_value_heads ||
+      cache.head_dim != c.kv_channels)
+    throw Error("KV cache was made for a different model shape");
+}
+
 void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, const KVCache* cache) {
   const int64_t B = in.batch_size, T = in.seq_len;
   check_input_ids_shape(in.input_ids.size(), B, T);
@@ -35,9 +43,7 @@ void check_input(const ModelInput& in, const JetMoeConfig& c, int64_t past, cons
   if (cache) {
     if (cache->batch_size != B)
       throw Error("KV cache holds " + std::to_string(cache->batch_size) + " rows but input_ids has " + std::to_string(B));
-    if (cache->num_layers != c.num_hidden_layers || cache->num_kv_heads != c.num_key_value_heads ||
-        cache->head_dim != c.kv_channels)
-      throw Error("KV cache was made for a different model shape");
+    check_cache_shape(*cache, c);
     if (total > cache->capacity)
       throw Error("KV cache capacity " + std::to_string(cache->capacity) + " is too small for " + std::to_string(total) + " positions");
   }
@@ -230,9 +236,7 @@ void JetMoeModel::forward_batch(const TokenBatch& batch, KVCache& cache, Tensor&
   if (batch.seq.size() != batch.token_ids.size() || batch.pos.size() != batch.token_ids.size())
     throw Error("forward_batch: " + std::to_string(N) + " token ids but " + std::to_string(batch.seq.size()) + " seq and " +
                 std::to_string(batch.pos.size()) + " pos entries");
-  if (cache.num_layers != c.num_hidden_layers || cache.num_kv_heads != c.num_key_value_heads ||
-      cache.head_dim != c.kv_channels)
-    throw Error("KV cache was made for a different model shape");
+  check_cache_shape(cache, c);
   const int64_t max_pos = std::min<int64_t>(cache.capacity, c.max_position_embeddings);
   ForwardScratch& scratch = forward_scratch();
   scratch.rows.clear();
