@@ -229,16 +229,21 @@ TEST(Kernels, Bf16ComputeMatchesBf16RoundedReference) {
 // Decode (M <= 4) on the SIMD paths is defined as integer dot products of the
 // quantised activations and codes per block, scaled by dx * dw: checked to
 // f32 rounding, far tighter than the bound on quantising x above allows.
+// 1031 rows split into many thread chunks with ragged ends, so every output
+// must come from its own weight row whatever order the tiles take them in.
 TEST(Kernels, QuantizedDecodeIsTheScaledIntegerDotPerBlock) {
   const CpuFeatures& cpu = cpu_features();
   if (!(cpu.avx512 ? cpu.avx512_vnni : cpu.avx2_fma)) GTEST_SKIP() << "no integer dot product kernels on this CPU";
   std::mt19937 rng(11);
   ThreadPool pool(2);
+  struct Shape {
+    int64_t N, K;
+  };
   for (Quant q : {Quant::Q8_0, Quant::Q4_0})
     for (int64_t M : {1, 2, 3, 4})
-      for (int64_t K : {192, 4224}) {
-        const int64_t N = 37;
-        SCOPED_TRACE(::testing::Message() << "q" << (q == Quant::Q8_0 ? 8 : 4) << " M=" << M << " K=" << K);
+      for (const Shape shape : {Shape{37, 192}, Shape{37, 4224}, Shape{1031, 256}}) {
+        const int64_t N = shape.N, K = shape.K;
+        SCOPED_TRACE(::testing::Message() << "q" << (q == Quant::Q8_0 ? 8 : 4) << " M=" << M << " N=" << N << " K=" << K);
         const Quantized qw = quantize(pool, q, random_bf16(N * K, rng), N, K);
         const auto x = random_f32(M * K, rng);
         std::vector<int8_t> xq(static_cast<size_t>(M * K));

@@ -148,10 +148,9 @@ inline int64_t k_block(int64_t K, int64_t max_kc, int64_t unit) {
 // tile of `step` rows also fetches the rows at least 8 KB on (whole tiles).
 // 20-45% more GB/s for 1-2 KB rows on Zen 3; longer rows run far enough on
 // their own (bf16 rows of 4 KB already stream at the read bandwidth).
-inline int64_t rows_ahead(int64_t step, int64_t row_bytes) {
-  return step * ((8192 + step * row_bytes - 1) / (step * row_bytes));
+inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) {
+  return row_bytes > 2048 ? 0 : step * ((8192 + step * row_bytes - 1) / (step * row_bytes));
 }
-inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) { return row_bytes > 2048 ? 0 : rows_ahead(step, row_bytes); }
 
 // Rows [0, rows) of w (ldw apart) times M <= 8 activation rows over k
 // columns, (+)= into y. More than 4 activation rows take the tiles in
@@ -220,12 +219,10 @@ inline void quant_block(const QuantizedActivations& x, int64_t K, int64_t b, int
 
 // Block b (the group's j-th) of NR weight rows.
 template <int MR, int NR, bool Q4>
-inline void quant_single(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, int64_t ahead,
-                         int64_t b, int64_t j, const float (*d)[NR][8], __m256 (*acc)[NR]) {
+inline void quant_single(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, int64_t b, int64_t j,
+                         const float (*d)[NR][8], __m256 (*acc)[NR]) {
 #pragma GCC unroll 4
   for (int n = 0; n < NR; ++n) {
-    if (b % (Q4 ? 4 : 2) == 0)  // once per cache line
-      _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + (Q4 ? b / 2 : b) * 32), _MM_HINT_T0);
     if constexpr (Q4) {
       const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b / 2 * 32));
       const __m256i wv = q4_codes(bytes, b % 2);
@@ -244,16 +241,14 @@ inline void quant_single(const QuantizedActivations& x, int64_t K, const uint8_t
 // and a Q4 pair of blocks shares one 32-byte load: 1.3-2x the speed of a
 // loop over j.
 template <int MR, int NR, bool Q4>
-inline void quant_group(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, int64_t ahead,
-                        int64_t g, const float (*d)[NR][8], __m256 (*acc)[NR]) {
+inline void quant_group(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, int64_t g,
+                        const float (*d)[NR][8], __m256 (*acc)[NR]) {
   if constexpr (Q4) {
 #pragma GCC unroll 4
     for (int j = 0; j < 8; j += 2) {
       const int64_t b = g + j;
 #pragma GCC unroll 4
       for (int n = 0; n < NR; ++n) {
-        if (j % 4 == 0)  // once per cache line (g is a multiple of 8)
-          _mm_prefetch(reinterpret_cast<const char*>(w + (n + ahead) * ldw + b / 2 * 32), _MM_HINT_T0);
         const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + n * ldw + b / 2 * 32));
         const __m256i lo = q4_codes(bytes, false), hi = q4_codes(bytes, true);
         quant_block<MR, NR, Q4, false>(x, K, b, n, lo, lo, d, j, acc);
@@ -262,7 +257,7 @@ inline void quant_group(const QuantizedActivations& x, int64_t K, const uint8_t*
     }
   } else {
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) quant_single<MR, NR, Q4>(x, K, w, ldw, ahead, g + j, j, d, acc);
+    for (int j = 0; j < 8; ++j) quant_single<MR, NR, Q4>(x, K, w, ldw, g + j, j, d, acc);
   }
 }
 
@@ -279,12 +274,8 @@ inline void quant_group(const QuantizedActivations& x, int64_t K, const uint8_t*
 // never spill (a spilled one put a store-to-load round trip on every block).
 template <int MR, int NR, bool Q4>
 void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int64_t ldw, const uint16_t* ws, int64_t ldws,
-                float* y, int64_t ldy) {
+                float* y, int64_t ldy, int64_t ys) {
   const int64_t blocks = K / 32, ldx = K / 4;
-  // Unlike unquantised rows, quantised ones stream better fetched ahead
-  // whatever their length: on Zen 3, 15-20% more GB/s for q4_0 rows of
-  // 2.8 KB (jetmoe-8b's down projections, K = 5632), 0-10% for q8_0.
-  const int64_t ahead = rows_ahead(NR, ldw);
   __m256 acc[MR][NR];
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m)
@@ -321,7 +312,7 @@ void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int6
           if constexpr (Q4) acc[m][n] = _mm256_fmadd_ps(dmn, startv, acc[m][n]);
         }
       }
-      quant_group<MR, NR, Q4>(x, K, w, ldw, ahead, g, d, acc);
+      quant_group<MR, NR, Q4>(x, K, w, ldw, g, d, acc);
     } else {
       // A ragged last group (every group when K < 256) in scalars: vectors
       // assembled from scalar stores wait for the stores to retire.
@@ -332,19 +323,19 @@ void quant_tile(const QuantizedActivations& x, int64_t K, const uint8_t* w, int6
 #pragma GCC unroll 4
           for (int m = 0; m < MR; ++m) d[m][n][j] = x.scale[m * ldx + (g + j) * 8] * dwj;
         }
-      for (int64_t j = 0; j < count; ++j) quant_single<MR, NR, Q4>(x, K, w, ldw, ahead, g + j, j, d, acc);
+      for (int64_t j = 0; j < count; ++j) quant_single<MR, NR, Q4>(x, K, w, ldw, g + j, j, d, acc);
     }
   }
 #pragma GCC unroll 4
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 4
-    for (int n = 0; n < NR; ++n) y[m * ldy + n] = hsum(acc[m][n]);
+    for (int n = 0; n < NR; ++n) y[m * ldy + n * ys] = hsum(acc[m][n]);
 }
 
 constexpr int quant_tile_rows(int mr) { return mr == 1 ? 4 : mr == 2 ? 3 : 2; }
 
 using QuantTile = void (*)(const QuantizedActivations&, int64_t, const uint8_t*, int64_t, const uint16_t*, int64_t, float*,
-                           int64_t);
+                           int64_t, int64_t);
 template <bool Q4, int MR>
 constexpr QuantTile quant_tile_row[4] = {quant_tile<MR, 1, Q4>, quant_tile<MR, 2, Q4>, quant_tile<MR, 3, Q4>,
                                          quant_tile<MR, 4, Q4>};
@@ -362,9 +353,9 @@ template <bool Q4>
 void quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y) {
   const int64_t K = w.cols, N = w.rows, ldw = Q4 ? K / 2 : K, ldws = K / 32;
   const auto* wq = static_cast<const uint8_t*>(w.data);
-  const int64_t step = quant_tile_rows(static_cast<int>(M));
-  for (int64_t n = n0; n < n1; n += step)
-    quant_tile_of<Q4>(M, min64(step, n1 - n))(x, K, wq + n * ldw, ldw, w.scales + n * ldws, ldws, y + n, N);
+  strided_tiles(n0, n1, quant_tile_rows(static_cast<int>(M)), [&](int64_t n, int64_t s, int64_t nr) {
+    quant_tile_of<Q4>(M, nr)(x, K, wq + n * ldw, s * ldw, w.scales + n * ldws, s * ldws, y + n, N, s);
+  });
 }
 
 // Rows [rows, kl] of quantised weights from column k0 (a multiple of 32) as

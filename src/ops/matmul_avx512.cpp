@@ -291,7 +291,7 @@ void gemm_f32(const float* x, int64_t M, const typename L::T* w, int64_t K, int6
 // vector ops per 64 weights.
 template <int MR, int NR, bool Q4>
 void tile_quant(const int8_t* xq, const float* xs, const int32_t* x0, int64_t ldx, const uint8_t* w, int64_t ldw,
-                const uint16_t* ws, int64_t ldws, int64_t k, float* y, int64_t ldy, bool add) {
+                const uint16_t* ws, int64_t ldws, int64_t k, float* y, int64_t ldy, int64_t ys, bool add) {
   const __m512i low4x2 = _mm512_set1_epi8(0x0f);
   const __m512i nibble_shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
   __m512 acc[MR][NR];
@@ -352,12 +352,12 @@ void tile_quant(const int8_t* xq, const float* xs, const int32_t* x0, int64_t ld
 #pragma GCC unroll 8
     for (int n = 0; n < NR; ++n) {
       const float s = hsum(acc[m][n]);
-      y[m * ldy + n] = add ? y[m * ldy + n] + s : s;
+      y[m * ldy + n * ys] = add ? y[m * ldy + n * ys] + s : s;
     }
 }
 
 using QuantTile = void (*)(const int8_t*, const float*, const int32_t*, int64_t, const uint8_t*, int64_t, const uint16_t*,
-                           int64_t, int64_t, float*, int64_t, bool);
+                           int64_t, int64_t, float*, int64_t, int64_t, bool);
 template <bool Q4, int MR>
 constexpr QuantTile quant_tile_row[8] = {tile_quant<MR, 1, Q4>, tile_quant<MR, 2, Q4>, tile_quant<MR, 3, Q4>,
                                          tile_quant<MR, 4, Q4>, tile_quant<MR, 5, Q4>, tile_quant<MR, 6, Q4>,
@@ -377,13 +377,20 @@ void quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, 
   const int64_t K = w.cols, N = w.rows, ldw = Q4 ? K / 2 : K, ldws = K / 32;
   const auto* wq = static_cast<const uint8_t*>(w.data);
   // Four rows at most (MR*NR + 2*NR registers); 4x4 for GEMM tiles.
-  const int64_t step = M <= 2 ? 8 : 4, panel = M <= kGemvMaxRows ? N : kPanelRows;
+  const int64_t step = M <= 2 ? 8 : 4;
+  if (M <= kGemvMaxRows) {
+    strided_tiles(n0, n1, step, [&](int64_t n, int64_t s, int64_t nr) {
+      quant_tile<Q4>(M, nr)(x.q, x.scale, x.start, K, wq + n * ldw, s * ldw, w.scales + n * ldws, s * ldws, K, y + n, N,
+                            s, false);
+    });
+    return;
+  }
   // 2048-column blocks: 4 rows of int8 values, lane scales and starts are
   // 24 KB of L1, and a 48-row panel of 8-bit weights 96 KB of L2.
   const int64_t blocks = (K + 2047) / 2048;
-  const int64_t kc = M <= kGemvMaxRows ? K : ((K + blocks - 1) / blocks + 63) / 64 * 64;
-  for (int64_t nb = n0; nb < n1; nb += panel) {
-    const int64_t rows = min64(panel, n1 - nb);
+  const int64_t kc = ((K + blocks - 1) / blocks + 63) / 64 * 64;
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += kc) {
       const int64_t kl = min64(kc, K - k0);
       for (int64_t m = 0; m < M; m += 4)
@@ -391,7 +398,7 @@ void quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, 
           quant_tile<Q4>(min64(4, M - m), min64(step, rows - r))(
               x.q + m * K + k0, x.scale + m * (K / 4) + k0 / 4, x.start + m * (K / 4) + k0 / 4, K,
               wq + (nb + r) * ldw + (Q4 ? k0 / 2 : k0), ldw, w.scales + (nb + r) * ldws + k0 / 32, ldws, kl,
-              y + m * N + nb + r, N, k0 > 0);
+              y + m * N + nb + r, N, 1, k0 > 0);
     }
   }
 }
