@@ -31,6 +31,21 @@ TEST(BenchCommand, JsonReportPerWeightFormat) {
   }
 }
 
+// A quantised .gguf runs as stored, so the report names its format, not the
+// default --weights bf16.
+TEST(BenchCommand, ReportsTheFormatAGgufIsStoredIn) {
+  ScopedTempDir dir;
+  const std::string gguf = dir.file("demo-q4_0.gguf");
+  CliResult r = run_cli(dir, "quantize --model " + kDemo + " --type q4_0 --output " + gguf);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(dir, "bench --model " + gguf + " --prompt-tokens 4 --new-tokens 2 --repetitions 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["weights"], "q4_0");
+  r = run_cli(dir, "bench --model " + gguf + " --prompt-tokens 4 --new-tokens 2 --repetitions 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("(weights q4_0, compute f32)"), std::string::npos) << r.out;
+}
+
 TEST(BenchCommand, QuantisedWeightsReadFewerBytesPerToken) {
   ScopedTempDir dir;
   double bytes[3];

@@ -112,6 +112,8 @@ void run_bench(const BenchArgs& a) {
   auto lm = JetMoeForCausalLM::from_pretrained(a.model, load);
   const double load_s = seconds_since(t0);
   const JetMoeConfig& c = lm->config();
+  // A quantised .gguf runs as stored whatever --weights said (bf16 = as stored).
+  const std::string weights = weight_format_name(lm->model().weight_format());
   c.check_sequence_length(a.prompt_tokens + a.new_tokens);
 
   std::mt19937 rng(42);
@@ -147,7 +149,7 @@ void run_bench(const BenchArgs& a) {
     j["read_bandwidth_gb_s"] = bandwidth;
     j["roofline_fraction"] = roofline;
     j["peak_rss_mb"] = rss;
-    j["weights"] = a.weights;
+    j["weights"] = weights;
     j["compute"] = a.compute;
     j["kv_dtype"] = a.kv_dtype;
     j["time_to_first_token_ms"] = median(ttft);
@@ -156,7 +158,7 @@ void run_bench(const BenchArgs& a) {
     std::cout << j.dump() << "\n";
     return;
   }
-  std::printf("model            %s (weights %s, compute %s)\n", a.model.c_str(), a.weights.c_str(), a.compute.c_str());
+  std::printf("model            %s (weights %s, compute %s)\n", a.model.c_str(), weights.c_str(), a.compute.c_str());
   std::printf("load             %.2f s\n", load_s);
   std::printf("prefill          %.2f tok/s (%lld tokens x %lld sequences)\n", prefill_tps, static_cast<long long>(a.prompt_tokens),
               static_cast<long long>(a.batch));

@@ -40,6 +40,8 @@ struct LoadOptions {
 // "bf16" (= Native), "q8_0", "q4_0" / "f32", "bf16" / "f32", "f16", "bf16";
 // Error naming the value otherwise.
 WeightFormat parse_weight_format(const std::string& name);
+// The --weights name of a format: "bf16" (Native), "q8_0" or "q4_0".
+const char* weight_format_name(WeightFormat format);
 ComputeMode parse_compute_mode(const std::string& name);
 DType parse_kv_dtype(const std::string& name);  // "f32", "f16", "bf16"
 
@@ -108,6 +110,10 @@ class JetMoeModel {
   const ModelFiles& files() const { return *files_; }
   ops::ThreadPool& thread_pool() const { return *pool_; }
   const LoadOptions& load_options() const { return options_; }
+  // The format the expert matrices (nearly all the weights) are held in:
+  // Q8_0 or Q4_0 when quantised at load or stored so in a .gguf, which
+  // LoadOptions::weights = Native leaves as stored.
+  WeightFormat weight_format() const;
   // A head matrix (lm_head, score) bound and converted like the blocks' weights.
   // Quantised heads live in *storage, which the caller keeps.
   ops::WeightMatrix bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const;

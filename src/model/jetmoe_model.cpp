@@ -82,6 +82,14 @@ WeightFormat parse_weight_format(const std::string& name) {
   throw Error("--weights: '" + name + "', expected bf16, q8_0 or q4_0");
 }
 
+const char* weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::Q8_0: return "q8_0";
+    case WeightFormat::Q4_0: return "q4_0";
+    default: return "bf16";
+  }
+}
+
 DType parse_kv_dtype(const std::string& name) {
   if (name == "f32") return DType::F32;
   if (name == "f16") return DType::F16;
@@ -143,6 +151,14 @@ ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, 
 }
 
 JetMoeModel::~JetMoeModel() = default;
+
+WeightFormat JetMoeModel::weight_format() const {
+  switch (weights_->layers.front().mlp_input.quant) {
+    case ops::Quant::Q8_0: return WeightFormat::Q8_0;
+    case ops::Quant::Q4_0: return WeightFormat::Q4_0;
+    default: return WeightFormat::Native;
+  }
+}
 
 // Where each token of a forward call goes: its KV-cache row, its position in
 // that row (where its key and value are written and up to which it attends)
