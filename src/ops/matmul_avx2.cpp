@@ -147,19 +147,25 @@ inline int64_t prefetch_rows(int64_t step, int64_t row_bytes) {
   return row_bytes > 2048 ? 0 : step * ((8192 + step * row_bytes - 1) / (step * row_bytes));
 }
 
-// Rows [0, rows) of w (ldw apart) times M <= 8 activation rows over k
-// columns, (+)= into y. More than 4 activation rows take the tiles in
-// passes of 4 over each tile of weights, the later passes finding them in
-// L1: 1.4x the outer-product tiles' speed at 8 rows, where a one-vector
-// strip needs a broadcast per FMA. Every row sums as it would alone.
+// One tile of nr weight rows (ldw apart, outputs ys apart) times M <= 8
+// activation rows over k columns, (+)= into y. More than 4 activation rows
+// take the tile in passes of 4, the later passes finding its weights in L1:
+// 1.4x the outer-product tiles' speed at 8 rows, where a one-vector strip
+// needs a broadcast per FMA. Every row sums as it would alone.
+template <class L>
+void dot_tile(const float* x, int64_t ldx, int64_t M, const typename L::T* w, int64_t ldw, int64_t nr, int64_t k,
+              float* y, int64_t ldy, int64_t ys, bool add) {
+  for (int64_t m = 0; m < M; m += kTileMaxRows)
+    tile_of<L>(min64(kTileMaxRows, M - m), nr)(x + m * ldx, ldx, w, ldw, k, y + m * ldy, ldy, ys, add);
+}
+
+// Rows [0, rows) of w (ldw apart), adjacent tiles of them.
 template <class L>
 void dot_rows(const float* x, int64_t ldx, int64_t M, const typename L::T* w, int64_t ldw, int64_t rows, int64_t k,
               float* y, int64_t ldy, bool add) {
   const int64_t step = tile_rows(min64(M, kTileMaxRows));
   for (int64_t n = 0; n < rows; n += step)
-    for (int64_t m = 0; m < M; m += kTileMaxRows)
-      tile_of<L>(min64(kTileMaxRows, M - m), min64(step, rows - n))(x + m * ldx, ldx, w + n * ldw, ldw, k,
-                                                                     y + m * ldy + n, ldy, 1, add);
+    dot_tile<L>(x, ldx, M, w + n * ldw, ldw, min64(step, rows - n), k, y + n, ldy, 1, add);
 }
 
 // Decode (M <= kAvx2GemvMaxRows): each weight byte read from memory once,
@@ -169,8 +175,7 @@ void dot_rows(const float* x, int64_t ldx, int64_t M, const typename L::T* w, in
 template <class L>
 void gemv(const float* x, int64_t M, const typename L::T* w, int64_t K, int64_t N, int64_t n0, int64_t n1, float* y) {
   strided_tiles(n0, n1, tile_rows(min64(M, kTileMaxRows)), [&](int64_t n, int64_t s, int64_t nr) {
-    for (int64_t m = 0; m < M; m += kTileMaxRows)
-      tile_of<L>(min64(kTileMaxRows, M - m), nr)(x + m * K, K, w + n * K, s * K, K, y + m * N + n, N, s, false);
+    dot_tile<L>(x, K, M, w + n * K, s * K, nr, K, y + n, N, s, false);
   });
 }
 
