@@ -152,13 +152,7 @@ ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, 
 
 JetMoeModel::~JetMoeModel() = default;
 
-WeightFormat JetMoeModel::weight_format() const {
-  switch (weights_->layers.front().mlp_input.quant) {
-    case ops::Quant::Q8_0: return WeightFormat::Q8_0;
-    case ops::Quant::Q4_0: return WeightFormat::Q4_0;
-    default: return WeightFormat::Native;
-  }
-}
+WeightFormat JetMoeModel::weight_format() const { return weight_format_of(weights_->layers.front().mlp_input.quant); }
 
 // Where each token of a forward call goes: its KV-cache row, its position in
 // that row (where its key and value are written and up to which it attends)

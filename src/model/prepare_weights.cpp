@@ -38,7 +38,7 @@ std::pair<const uint8_t*, const uint16_t*> quantize_into(std::vector<uint8_t>& b
   return {buffer.data(), scales};
 }
 
-const char* quant_name(ops::Quant q) { return q == ops::Quant::Q8_0 ? "q8_0" : "q4_0"; }
+const char* quant_name(ops::Quant q) { return weight_format_name(weight_format_of(q)); }
 
 // Weights stored quantised (a .gguf) are used as they are: Native means "as
 // stored", the same format is a no-op, another one is refused rather than
@@ -79,6 +79,14 @@ void prepare_experts(ExpertWeights& x, const LoadOptions& o, ops::ThreadPool& po
 }
 
 }  // namespace
+
+WeightFormat weight_format_of(ops::Quant q) {
+  switch (q) {
+    case ops::Quant::Q8_0: return WeightFormat::Q8_0;
+    case ops::Quant::Q4_0: return WeightFormat::Q4_0;
+    default: return WeightFormat::Native;
+  }
+}
 
 void prepare_weights(ModelWeights& w, const LoadOptions& o, ops::ThreadPool& pool, const std::string& source) {
   // Routers stay as stored: they are tiny and decide which experts run.

@@ -69,6 +69,9 @@ void prepare_weights(ModelWeights& w, const LoadOptions& options, ops::ThreadPoo
 ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& options, ops::ThreadPool& pool,
                                std::vector<uint8_t>* storage, const std::string& source);
 
+// The format a matrix's quantisation stands for (Native when none).
+WeightFormat weight_format_of(ops::Quant q);
+
 // One [rows, cols] matrix by name, checked the same way.
 ops::WeightMatrix bind_matrix(const ModelFiles& files, const std::string& name, int64_t rows, int64_t cols);
 
