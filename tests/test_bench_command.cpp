@@ -4,12 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "demo_model.h"
 #include "cli_runner.h"
 
 namespace jetmoe::testing {
 namespace {
-
-const std::string kDemo = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
 
 TEST(BenchCommand, JsonReportPerWeightFormat) {
   ScopedTempDir dir;

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "demo_model.h"
 #include "cli_runner.h"
 #include "golden_fixture.h"
 #include "jetmoe/config.h"
@@ -22,8 +23,6 @@
 
 namespace jetmoe::testing {
 namespace {
-
-const std::string kDemo = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
 
 template <typename F>
 std::string error_of(F&& f) {

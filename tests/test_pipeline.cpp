@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "demo_model.h"
 #include "golden_fixture.h"
 #include "jetmoe/error.h"
 #include "jetmoe/perplexity.h"
@@ -15,8 +16,6 @@
 
 namespace jetmoe::testing {
 namespace {
-
-const std::string kDemo = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
 
 nlohmann::json demo_reference() {
   std::ifstream in(kDemo + "/reference.json");

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "demo_model.h"
 #include "cli_runner.h"
 #include "jetmoe/chat_template.h"
 #include "jetmoe/perplexity.h"
@@ -13,7 +14,6 @@
 namespace jetmoe::testing {
 namespace {
 
-const std::string kDemo = std::string(JETMOE_MODELS_DIR) + "/jetmoe-kjv-tiny";
 const std::string kZephyr = std::string(JETMOE_TEST_DATA) + "/chat_templates/zephyr.jinja";
 
 TEST(ChatCommand, RepliesEqualThePipelineOnTheRenderedConversation) {

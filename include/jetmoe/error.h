@@ -12,4 +12,7 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
+// Throws Error("FILE: WHAT"), the form of every error about a file's contents.
+[[noreturn]] inline void fail_in_file(const std::string& file, const std::string& what) { throw Error(file + ": " + what); }
+
 }  // namespace jetmoe

@@ -24,8 +24,6 @@ constexpr uint32_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;
 constexpr uint64_t kBlock = 32;
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) { throw Error(path + ": " + what); }
-
 struct TypeInfo {
   GgufType type;
   const char* name;
@@ -72,7 +70,7 @@ class Cursor {
   uint64_t left() const { return size_ - pos_; }
   void need(uint64_t n, const std::string& what) const {
     if (n > left())
-      fail(path_, "truncated: " + what + " needs " + std::to_string(n) + " bytes at offset " + std::to_string(pos_) +
+      fail_in_file(path_, "truncated: " + what + " needs " + std::to_string(n) + " bytes at offset " + std::to_string(pos_) +
                       " but the file has " + std::to_string(left()) + " left");
   }
   uint64_t uint(int bytes, const std::string& what) {
@@ -87,7 +85,7 @@ class Cursor {
   std::string str(const std::string& what) {
     const uint64_t n = u64(what + " length");
     if (n > left())
-      fail(path_, what + ": string length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(left()) +
+      fail_in_file(path_, what + ": string length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(left()) +
                       " bytes left at offset " + std::to_string(pos_) + ")");
     std::string s(reinterpret_cast<const char*>(data_ + pos_), static_cast<size_t>(n));
     pos_ += n;
@@ -133,34 +131,34 @@ GgufValue read_value(const std::string& path, Cursor& c, const std::string& key)
   const std::string what = "metadata key '" + key + "'";
   const uint32_t type = c.u32(what + " value type");
   const int size = scalar_size(type);
-  if (size < 0) fail(path, what + ": unknown value type " + std::to_string(type) + " (expected 0..12)");
+  if (size < 0) fail_in_file(path, what + ": unknown value type " + std::to_string(type) + " (expected 0..12)");
   v.type = static_cast<GgufValueType>(type);
   if (v.type == GgufValueType::STRING) {
     v.str = c.str(what);
   } else if (v.type == GgufValueType::ARRAY) {
     const uint32_t et = c.u32(what + " array element type");
     const int esize = scalar_size(et);
-    if (esize < 0) fail(path, what + ": array of unknown value type " + std::to_string(et) + " (expected 0..12)");
-    if (static_cast<GgufValueType>(et) == GgufValueType::ARRAY) fail(path, what + ": arrays of arrays are not supported");
+    if (esize < 0) fail_in_file(path, what + ": array of unknown value type " + std::to_string(et) + " (expected 0..12)");
+    if (static_cast<GgufValueType>(et) == GgufValueType::ARRAY) fail_in_file(path, what + ": arrays of arrays are not supported");
     v.elem_type = static_cast<GgufValueType>(et);
     v.count = c.u64(what + " array length");
     if (v.elem_type == GgufValueType::STRING) {
       // Each string takes at least its 8-byte length: a lying count fails
       // here, before anything is reserved.
       if (v.count > c.left() / 8)
-        fail(path, what + ": array of " + std::to_string(v.count) + " strings cannot fit in the " + std::to_string(c.left()) +
+        fail_in_file(path, what + ": array of " + std::to_string(v.count) + " strings cannot fit in the " + std::to_string(c.left()) +
                        " bytes left");
       v.strings.reserve(static_cast<size_t>(v.count));
       for (uint64_t i = 0; i < v.count; ++i) v.strings.push_back(c.str(what + " element " + std::to_string(i)));
     } else {
       if (v.count > c.left() / static_cast<uint64_t>(esize))
-        fail(path, what + ": array of " + std::to_string(v.count) + " elements of " + std::to_string(esize) +
+        fail_in_file(path, what + ": array of " + std::to_string(v.count) + " elements of " + std::to_string(esize) +
                        " bytes runs past the end of the file (" + std::to_string(c.left()) + " bytes left)");
       v.raw = c.bytes(v.count * static_cast<uint64_t>(esize), what);
     }
   } else {
     read_scalar(c, type, v, what);
-    if (v.type == GgufValueType::BOOL && v.u > 1) fail(path, what + ": bool value " + std::to_string(v.u) + " is not 0 or 1");
+    if (v.type == GgufValueType::BOOL && v.u > 1) fail_in_file(path, what + ": bool value " + std::to_string(v.u) + " is not 0 or 1");
   }
   return v;
 }
@@ -193,21 +191,21 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) fail_in_file(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st{};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, "is not a regular file");
+    fail_in_file(path, "is not a regular file");
   }
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 24) {
     ::close(fd);
-    fail(path, "file is " + std::to_string(file_size) + " bytes, too short for a GGUF header (24 bytes; truncated?)");
+    fail_in_file(path, "file is " + std::to_string(file_size) + " bytes, too short for a GGUF header (24 bytes; truncated?)");
   }
   void* map = mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_err = errno;
   ::close(fd);
-  if (map == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(map_err));
+  if (map == MAP_FAILED) fail_in_file(path, std::string("cannot mmap: ") + std::strerror(map_err));
   f->map_ = map;
   f->map_size_ = file_size;
   const auto* bytes = static_cast<const uint8_t*>(map);
@@ -215,34 +213,34 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   if (std::memcmp(bytes, "GGUF", 4) != 0) {
     std::string got;
     for (int i = 0; i < 4; ++i) got += std::isprint(bytes[i]) ? static_cast<char>(bytes[i]) : '?';
-    fail(path, "not a GGUF file (magic \"" + got + "\", expected \"GGUF\")");
+    fail_in_file(path, "not a GGUF file (magic \"" + got + "\", expected \"GGUF\")");
   }
   Cursor c(path, bytes, file_size);
   c.u32("magic");
   f->version_ = c.u32("version");
   if (f->version_ != kVersion)
-    fail(path, "GGUF version " + std::to_string(f->version_) + " is not supported (expected " + std::to_string(kVersion) + ")");
+    fail_in_file(path, "GGUF version " + std::to_string(f->version_) + " is not supported (expected " + std::to_string(kVersion) + ")");
   const uint64_t tensor_count = c.u64("tensor count");
   const uint64_t kv_count = c.u64("metadata count");
   // Smallest encodings: a key/value is 8 + 4 + 1 bytes, a tensor info 8 + 4 + 8 + 4 + 8.
   if (kv_count > c.left() / 13)
-    fail(path, "header claims " + std::to_string(kv_count) + " metadata entries, more than the file's " +
+    fail_in_file(path, "header claims " + std::to_string(kv_count) + " metadata entries, more than the file's " +
                    std::to_string(file_size) + " bytes can hold (corrupt or truncated)");
   if (tensor_count > c.left() / 32)
-    fail(path, "header claims " + std::to_string(tensor_count) + " tensors, more than the file's " + std::to_string(file_size) +
+    fail_in_file(path, "header claims " + std::to_string(tensor_count) + " tensors, more than the file's " + std::to_string(file_size) +
                    " bytes can hold (corrupt or truncated)");
 
   for (uint64_t k = 0; k < kv_count; ++k) {
     const std::string key = c.str("metadata key " + std::to_string(k));
-    if (key.empty()) fail(path, "metadata key " + std::to_string(k) + " is empty");
+    if (key.empty()) fail_in_file(path, "metadata key " + std::to_string(k) + " is empty");
     GgufValue v = read_value(path, c, key);
-    if (!f->metadata_.emplace(key, std::move(v)).second) fail(path, "metadata key '" + key + "' appears twice");
+    if (!f->metadata_.emplace(key, std::move(v)).second) fail_in_file(path, "metadata key '" + key + "' appears twice");
   }
 
   uint64_t alignment = kDefaultAlignment;
   if (const GgufValue* a = f->get("general.alignment")) {
     if (a->type != GgufValueType::UINT32 || a->u == 0 || (a->u & (a->u - 1)) != 0)
-      fail(path, "metadata key 'general.alignment' must be a UINT32 power of two");
+      fail_in_file(path, "metadata key 'general.alignment' must be a UINT32 power of two");
     alignment = a->u;
   }
 
@@ -252,42 +250,42 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     ParsedTensor p;
     p.name = c.str("tensor info " + std::to_string(t) + " name");
     const std::string what = "tensor '" + p.name + "'";
-    if (!names.insert(p.name).second) fail(path, what + " appears twice");
+    if (!names.insert(p.name).second) fail_in_file(path, what + " appears twice");
     const uint32_t n_dims = c.u32(what + " n_dims");
     if (n_dims == 0 || n_dims > kMaxDims)
-      fail(path, what + ": n_dims " + std::to_string(n_dims) + " (expected 1 to " + std::to_string(kMaxDims) + ")");
+      fail_in_file(path, what + ": n_dims " + std::to_string(n_dims) + " (expected 1 to " + std::to_string(kMaxDims) + ")");
     std::vector<uint64_t> ne(n_dims);
     uint64_t numel = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       ne[d] = c.u64(what + " dimension");
       if (ne[d] == 0 || ne[d] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
           numel > std::numeric_limits<uint64_t>::max() / 64 / ne[d])
-        fail(path, what + ": dimension " + std::to_string(d) + " = " + std::to_string(ne[d]) +
+        fail_in_file(path, what + ": dimension " + std::to_string(d) + " = " + std::to_string(ne[d]) +
                        " is zero or makes the tensor too large");
       numel *= ne[d];
     }
     for (uint32_t d = n_dims; d-- > 0;) p.shape.push_back(static_cast<int64_t>(ne[d]));
     const uint32_t type = c.u32(what + " type");
     p.type = type_info(type);
-    if (!p.type) fail(path, what + ": unknown tensor type " + std::to_string(type) + " (supported: " + supported_types() + ")");
+    if (!p.type) fail_in_file(path, what + ": unknown tensor type " + std::to_string(type) + " (supported: " + supported_types() + ")");
     if (ne[0] % p.type->block != 0)
-      fail(path, what + ": innermost dimension " + std::to_string(ne[0]) + " is not a multiple of " + p.type->name +
+      fail_in_file(path, what + ": innermost dimension " + std::to_string(ne[0]) + " is not a multiple of " + p.type->name +
                      "'s block of " + std::to_string(p.type->block));
     p.bytes = numel / p.type->block * p.type->block_bytes;
     p.offset = c.u64(what + " offset");
     if (p.offset % alignment != 0)
-      fail(path, what + ": offset " + std::to_string(p.offset) + " is not a multiple of the alignment " + std::to_string(alignment));
+      fail_in_file(path, what + ": offset " + std::to_string(p.offset) + " is not a multiple of the alignment " + std::to_string(alignment));
     parsed.push_back(std::move(p));
   }
 
   const uint64_t data_start = (c.pos() + alignment - 1) / alignment * alignment;
   if (data_start > file_size)
-    fail(path, "the data section would start at " + std::to_string(data_start) + ", past the end of the file (" +
+    fail_in_file(path, "the data section would start at " + std::to_string(data_start) + ", past the end of the file (" +
                    std::to_string(file_size) + " bytes; truncated?)");
   const uint64_t data_size = file_size - data_start;
   for (const auto& p : parsed) {
     if (p.offset > data_size || p.bytes > data_size - p.offset)
-      fail(path, "tensor '" + p.name + "': bytes [" + std::to_string(p.offset) + ", " + std::to_string(p.offset + p.bytes) +
+      fail_in_file(path, "tensor '" + p.name + "': bytes [" + std::to_string(p.offset) + ", " + std::to_string(p.offset + p.bytes) +
                      ") of " + shape_string(p.shape) + " " + p.type->name + " extend beyond the data section (" +
                      std::to_string(data_size) + " bytes; truncated file?)");
   }
@@ -297,7 +295,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   for (size_t i = 1; i < by_offset.size(); ++i) {
     const ParsedTensor *a = by_offset[i - 1], *b = by_offset[i];
     if (b->offset < a->offset + a->bytes)
-      fail(path, "tensor '" + b->name + "' [" + std::to_string(b->offset) + ", " + std::to_string(b->offset + b->bytes) +
+      fail_in_file(path, "tensor '" + b->name + "' [" + std::to_string(b->offset) + ", " + std::to_string(b->offset + b->bytes) +
                      ") overlaps tensor '" + a->name + "' [" + std::to_string(a->offset) + ", " +
                      std::to_string(a->offset + a->bytes) + ")");
   }
@@ -331,13 +329,13 @@ const GgufValue* GgufFile::get(const std::string& key) const {
 std::optional<std::string> GgufFile::get_string(const std::string& key) const {
   const GgufValue* v = get(key);
   if (!v) return std::nullopt;
-  if (v->type != GgufValueType::STRING) fail(path_, "metadata key '" + key + "' is not a string");
+  if (v->type != GgufValueType::STRING) fail_in_file(path_, "metadata key '" + key + "' is not a string");
   return v->str;
 }
 
 std::string GgufFile::require_string(const std::string& key) const {
   auto v = get_string(key);
-  if (!v) fail(path_, "missing metadata key '" + key + "'");
+  if (!v) fail_in_file(path_, "missing metadata key '" + key + "'");
   return *v;
 }
 

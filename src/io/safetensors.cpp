@@ -21,8 +21,6 @@ namespace {
 // lying length cannot make us allocate or parse gigabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ULL * 1024 * 1024;
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) { throw Error(path + ": " + what); }
-
 struct ParsedEntry {
   std::string name;
   DType dtype;
@@ -31,7 +29,7 @@ struct ParsedEntry {
 };
 
 ParsedEntry parse_entry(const std::string& path, const std::string& name, const nlohmann::json& v) {
-  auto bad = [&](const std::string& what) { fail(path, "tensor '" + name + "': " + what); };
+  auto bad = [&](const std::string& what) { fail_in_file(path, "tensor '" + name + "': " + what); };
   if (!v.is_object()) bad("header entry is not a JSON object");
   ParsedEntry e{name, DType::F32, {}, 0, 0};
   auto dt = v.find("dtype");
@@ -70,26 +68,26 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  if (fd < 0) fail_in_file(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st{};
   if (fstat(fd, &st) != 0) {
     int err = errno;
     ::close(fd);
-    fail(path, std::string("cannot stat: ") + std::strerror(err));
+    fail_in_file(path, std::string("cannot stat: ") + std::strerror(err));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, "is not a regular file");
+    fail_in_file(path, "is not a regular file");
   }
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {
     ::close(fd);
-    fail(path, "file is " + std::to_string(file_size) + " bytes, too short for the 8-byte header length (truncated?)");
+    fail_in_file(path, "file is " + std::to_string(file_size) + " bytes, too short for the 8-byte header length (truncated?)");
   }
   void* map = mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
   int map_err = errno;
   ::close(fd);
-  if (map == MAP_FAILED) fail(path, std::string("cannot mmap: ") + std::strerror(map_err));
+  if (map == MAP_FAILED) fail_in_file(path, std::string("cannot mmap: ") + std::strerror(map_err));
   f->map_ = map;
   f->map_size_ = file_size;
   const auto* bytes = static_cast<const uint8_t*>(map);
@@ -97,9 +95,9 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > kMaxHeaderBytes)
-    fail(path, "header length " + std::to_string(header_len) + " exceeds the 100 MB limit (corrupt file?)");
+    fail_in_file(path, "header length " + std::to_string(header_len) + " exceeds the 100 MB limit (corrupt file?)");
   if (header_len > file_size - 8)
-    fail(path, "header length " + std::to_string(header_len) + " runs past the end of the file (" +
+    fail_in_file(path, "header length " + std::to_string(header_len) + " runs past the end of the file (" +
                    std::to_string(file_size) + " bytes; truncated?)");
   const uint64_t data_start = 8 + header_len;
   const uint64_t data_size = file_size - data_start;
@@ -108,16 +106,16 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   try {
     header = nlohmann::json::parse(reinterpret_cast<const char*>(bytes + 8), reinterpret_cast<const char*>(bytes + data_start));
   } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("header is not valid JSON: ") + e.what());
+    fail_in_file(path, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!header.is_object()) fail(path, "header is not a JSON object");
+  if (!header.is_object()) fail_in_file(path, "header is not a JSON object");
 
   std::vector<ParsedEntry> entries;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
-      if (!it->is_object()) fail(path, "\"__metadata__\" is not an object");
+      if (!it->is_object()) fail_in_file(path, "\"__metadata__\" is not an object");
       for (auto m = it->begin(); m != it->end(); ++m) {
-        if (!m->is_string()) fail(path, "\"__metadata__\" value for '" + m.key() + "' is not a string");
+        if (!m->is_string()) fail_in_file(path, "\"__metadata__\" value for '" + m.key() + "' is not a string");
         f->metadata_[m.key()] = m->get<std::string>();
       }
       continue;
@@ -126,7 +124,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   }
   for (const auto& e : entries) {
     if (e.end > data_size)
-      fail(path, "tensor '" + e.name + "': data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
+      fail_in_file(path, "tensor '" + e.name + "': data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                      "] extend beyond the data section (" + std::to_string(data_size) + " bytes; truncated file?)");
   }
   std::vector<const ParsedEntry*> by_offset;
@@ -138,7 +136,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const ParsedEntry* a = by_offset[i - 1];
     const ParsedEntry* b = by_offset[i];
     if (b->begin < a->end)
-      fail(path, "tensor '" + b->name + "' [" + std::to_string(b->begin) + ", " + std::to_string(b->end) +
+      fail_in_file(path, "tensor '" + b->name + "' [" + std::to_string(b->begin) + ", " + std::to_string(b->end) +
                      ") overlaps tensor '" + a->name + "' [" + std::to_string(a->begin) + ", " + std::to_string(a->end) + ")");
   }
 

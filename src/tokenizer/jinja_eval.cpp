@@ -13,8 +13,6 @@ namespace {
 
 using Type = Value::Type;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-
 // Python indexes strings by code point; chat content is UTF-8.
 std::vector<std::string> code_points(const std::string& s) {
   std::vector<std::string> out;

@@ -12,8 +12,6 @@ std::string where(SourcePos pos) {
 
 namespace {
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-
 // jinja2 normalises every newline sequence to \n and, without keep_trailing_newline,
 // drops one trailing newline from the source.
 std::string normalize(std::string_view source) {

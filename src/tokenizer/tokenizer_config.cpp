@@ -82,8 +82,6 @@ TokenizerConfig parse_tokenizer_config(std::string_view text, const std::string&
 
 namespace {
 
-const std::string kMetaspace = "\xE2\x96\x81";
-
 void build_bpe_tables(TokenizerData& d) {
   BpeModel& bpe = d.bpe;
   bpe.vocab = &d.vocab;

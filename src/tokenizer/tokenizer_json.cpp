@@ -14,7 +14,6 @@ namespace {
 
 using nlohmann::json;
 constexpr int64_t kMaxId = (int64_t{1} << 22) - 1;
-const std::string kMetaspace = "\xE2\x96\x81";
 
 std::string type_of(const JsonContext& c, const json& obj, const std::string& path) {
   return get_string(c, field(c, obj, "type", path), path + ".type");

@@ -25,6 +25,9 @@ inline size_t utf8_char_len(unsigned char c) {
   return 1;
 }
 
+// U+2581, the "▁" SentencePiece writes for a space.
+inline constexpr std::string_view kMetaspace = "\xE2\x96\x81";
+
 // Decodes the character at s[pos] (valid UTF-8 assumed) and advances pos.
 uint32_t next_char(std::string_view s, size_t& pos);
 void append_utf8(std::string& out, uint32_t cp);
