@@ -12,6 +12,7 @@
 namespace jetmoe {
 
 namespace ops {
+class PageBuffer;
 class ThreadPool;
 struct WeightMatrix;
 }  // namespace ops
@@ -116,7 +117,7 @@ class JetMoeModel {
   WeightFormat weight_format() const;
   // A head matrix (lm_head, score) bound and converted like the blocks' weights.
   // Quantised heads live in *storage, which the caller keeps.
-  ops::WeightMatrix bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const;
+  ops::WeightMatrix bind_head(const std::string& name, int64_t rows, ops::PageBuffer* storage) const;
   // A KV cache for this model in the KV dtype it was loaded with.
   KVCache make_kv_cache(int64_t batch_size, int64_t capacity) const {
     return KVCache(config_, batch_size, capacity, options_.kv_dtype);
@@ -180,7 +181,7 @@ class JetMoeForCausalLM {
 
  private:
   std::unique_ptr<JetMoeModel> model_;
-  std::vector<uint8_t> lm_head_storage_;
+  std::unique_ptr<ops::PageBuffer> lm_head_storage_;
   std::unique_ptr<ops::WeightMatrix> lm_head_;
 };
 

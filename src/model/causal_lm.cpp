@@ -7,11 +7,12 @@
 #include "jetmoe/model_files.h"
 #include "model/weights.h"
 #include "ops/matmul.h"
+#include "ops/page_buffer.h"
 
 namespace jetmoe {
 
 namespace {
-ops::WeightMatrix lm_head_weight(const JetMoeModel& m, std::vector<uint8_t>* storage) {
+ops::WeightMatrix lm_head_weight(const JetMoeModel& m, ops::PageBuffer* storage) {
   const JetMoeConfig& c = m.config();
   // Tied checkpoints omit lm_head.weight: the embedding matrix is the head.
   // A quantised .gguf of a tied model holds the head's quantised copy as
@@ -28,7 +29,9 @@ std::unique_ptr<JetMoeForCausalLM> JetMoeForCausalLM::from_pretrained(const std:
 }
 
 JetMoeForCausalLM::JetMoeForCausalLM(std::unique_ptr<JetMoeModel> model)
-    : model_(std::move(model)), lm_head_(std::make_unique<ops::WeightMatrix>(lm_head_weight(*model_, &lm_head_storage_))) {}
+    : model_(std::move(model)),
+      lm_head_storage_(std::make_unique<ops::PageBuffer>()),
+      lm_head_(std::make_unique<ops::WeightMatrix>(lm_head_weight(*model_, lm_head_storage_.get()))) {}
 
 JetMoeForCausalLM::~JetMoeForCausalLM() = default;
 

@@ -146,7 +146,7 @@ JetMoeModel::JetMoeModel(std::shared_ptr<ModelFiles> files, JetMoeConfig config,
   rope_inv_freq_ = ops::rope_inv_freq(config_.kv_channels, config_.rope_theta);
 }
 
-ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, std::vector<uint8_t>* storage) const {
+ops::WeightMatrix JetMoeModel::bind_head(const std::string& name, int64_t rows, ops::PageBuffer* storage) const {
   return prepare_head(bind_matrix(*files_, name, rows, config_.hidden_size), options_, *pool_, storage, files_->description());
 }
 

@@ -28,10 +28,10 @@ void release_pages(const void* data, size_t bytes) {
 }
 
 // Quantises `rows` rows into a new owned buffer; returns quants and scales.
-std::pair<const uint8_t*, const uint16_t*> quantize_into(std::vector<uint8_t>& buffer, ops::ThreadPool& pool, ops::Quant q,
+std::pair<const uint8_t*, const uint16_t*> quantize_into(ops::PageBuffer& buffer, ops::ThreadPool& pool, ops::Quant q,
                                                          DType dtype, const void* src, int64_t rows, int64_t cols) {
   const size_t quant_bytes = static_cast<size_t>(rows * ops::quant_row_bytes(q, cols));
-  buffer.resize(quant_bytes + static_cast<size_t>(rows * (cols / ops::kQuantBlock)) * sizeof(uint16_t));
+  buffer = ops::PageBuffer(quant_bytes + static_cast<size_t>(rows * (cols / ops::kQuantBlock)) * sizeof(uint16_t));
   auto* scales = reinterpret_cast<uint16_t*>(buffer.data() + quant_bytes);
   ops::quantize_rows(pool, q, dtype, src, rows, cols, buffer.data(), scales);
   release_pages(src, static_cast<size_t>(rows * cols) * dtype_size(dtype));
@@ -53,7 +53,7 @@ bool already_quantized(ops::Quant stored, ops::Quant wanted, const std::string& 
 }
 
 void prepare_matrix(ops::WeightMatrix& m, const LoadOptions& o, ops::ThreadPool& pool,
-                    std::vector<std::vector<uint8_t>>& owned, const std::string& source) {
+                    std::vector<ops::PageBuffer>& owned, const std::string& source) {
   m.compute = o.compute == ComputeMode::BF16 ? ops::Compute::BF16 : ops::Compute::F32;
   const ops::Quant q = quant_of(o.weights);
   if (already_quantized(m.quant, q, source)) return;
@@ -66,7 +66,7 @@ void prepare_matrix(ops::WeightMatrix& m, const LoadOptions& o, ops::ThreadPool&
 }
 
 void prepare_experts(ExpertWeights& x, const LoadOptions& o, ops::ThreadPool& pool,
-                     std::vector<std::vector<uint8_t>>& owned, const std::string& source) {
+                     std::vector<ops::PageBuffer>& owned, const std::string& source) {
   x.compute = o.compute == ComputeMode::BF16 ? ops::Compute::BF16 : ops::Compute::F32;
   const ops::Quant q = quant_of(o.weights);
   if (already_quantized(x.quant, q, source)) return;
@@ -101,8 +101,8 @@ void prepare_weights(ModelWeights& w, const LoadOptions& o, ops::ThreadPool& poo
 }
 
 ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& o, ops::ThreadPool& pool,
-                               std::vector<uint8_t>* storage, const std::string& source) {
-  std::vector<std::vector<uint8_t>> owned;
+                               ops::PageBuffer* storage, const std::string& source) {
+  std::vector<ops::PageBuffer> owned;
   prepare_matrix(m, o, pool, owned, source);
   if (!owned.empty()) *storage = std::move(owned.front());
   return m;

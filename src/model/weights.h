@@ -7,6 +7,7 @@
 #include "jetmoe/model.h"
 #include "jetmoe/model_files.h"
 #include "ops/matmul.h"
+#include "ops/page_buffer.h"
 
 namespace jetmoe {
 
@@ -52,7 +53,7 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
   std::vector<float> norm;         // [D]
   // Quantised copies the matrices above point into (empty when native).
-  std::vector<std::vector<uint8_t>> owned;
+  std::vector<ops::PageBuffer> owned;
 };
 
 // Binds every weight of JetMoeModel by its Hugging Face name, checking dtype
@@ -67,7 +68,7 @@ ModelWeights bind_model_weights(const ModelFiles& files, const JetMoeConfig& con
 void prepare_weights(ModelWeights& w, const LoadOptions& options, ops::ThreadPool& pool, const std::string& source);
 // The same for a head matrix; a quantised copy goes to *storage.
 ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& options, ops::ThreadPool& pool,
-                               std::vector<uint8_t>* storage, const std::string& source);
+                               ops::PageBuffer* storage, const std::string& source);
 
 // The format a matrix's quantisation stands for (Native when none).
 WeightFormat weight_format_of(ops::Quant q);
