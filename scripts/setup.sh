@@ -3,6 +3,7 @@
 # jetmoe.cpp into build/ (Release). Re-running only rebuilds what changed.
 #   scripts/setup.sh            install + build
 #   SKIP_APT=1 scripts/setup.sh build only
+#   JETMOE_CMAKE_ARGS="..."     extra arguments for CMake's configure step
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +41,5 @@ if [ ! -d tests/server/node_modules/openai ] || [ tests/server/package-lock.json
   npm ci --prefix tests/server --no-audit --no-fund --loglevel=error
 fi
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${JETMOE_CMAKE_ARGS:-}
 ninja -C build
