@@ -39,8 +39,8 @@ std::vector<Token> tokenize(std::string_view source);
 // "chat template line L, column C: " — the prefix of every positioned error.
 std::string where(SourcePos pos);
 
-// Python's str.isspace for ASCII, which Jinja's whitespace control and the
-// strip/split filters follow.
+// The six ASCII whitespace characters of C's isspace, for the lexer's
+// whitespace control and the evaluator's string filters.
 inline bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
 }  // namespace jetmoe::jinja
