@@ -290,7 +290,7 @@ TEST(Kernels, QuantizedMatmulSameResultWhateverThreads) {
 TEST(Kernels, Bf16MatmulSameResultWhateverThreads) {
   std::mt19937 rng(5);
   ThreadPool p1(1), p3(3);
-  for (int64_t M : {1, 3, 4, 8, 17})
+  for (int64_t M : {1, 3, 4, 8, 17, 36})
     for (int64_t K : {128, 136}) {
       const int64_t N = 157;
       const auto w = random_bf16(N * K, rng);

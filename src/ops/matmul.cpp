@@ -203,6 +203,18 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
                       [&](int64_t n0, int64_t n1) { kernels::avx512_bf16x3_gemv(p, M, w, n0, n1, y); });
     return true;
   }
+  if (M >= kernels::kAvx512OuterMinRows) {
+    // Transposed once here, read by every thread; grows only.
+    thread_local std::vector<float> xt;
+    const auto xt_size = static_cast<size_t>(kernels::avx512_xt_floats(M, K));
+    if (xt.size() < xt_size) xt.resize(xt_size);
+    kernels::avx512_transpose_f32(x, M, K, xt.data());
+    const float* xtp = xt.data();
+    pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
+      kernels::avx512_gemm_f32(x, xtp, M, w, n0, n1, y, thread_panel());
+    });
+    return true;
+  }
   pool.parallel_for(w.rows, grain(pool, M, w.rows),
                     [&](int64_t n0, int64_t n1) { kernels::avx512_f32(x, M, w, n0, n1, y, thread_panel()); });
   return true;

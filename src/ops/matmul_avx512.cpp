@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "ops/convert.h"
 #include "ops/matmul_kernels.h"
@@ -544,6 +545,117 @@ void quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64
 }
 
 }  // namespace
+
+namespace {
+
+// Exact-mode prefill in outer-product form. Activations are transposed once
+// per matmul into strips of 16 rows; a tile broadcasts one weight at a time
+// against MV strips, so every FMA's operands are a register and a broadcast
+// load, with no horizontal sums. Each output is one chain in k order per K
+// block, whatever the tile or thread.
+constexpr int64_t kStrip = 16;
+// Weight rows per tile: 2 x 12 accumulators, 2 activation vectors and the
+// broadcast weight in 32 registers. Panels are padded to whole tiles.
+constexpr int kOuterRows = 12;
+inline int64_t outer_padded(int64_t rows) { return (rows + kOuterRows - 1) / kOuterRows * kOuterRows; }
+// A last group of 4 rows or fewer goes through the dot tiles instead of a
+// mostly empty strip.
+inline int64_t outer_tail(int64_t M) { return M % kStrip != 0 && M % kStrip <= kGemvMaxRows ? M % kStrip : 0; }
+
+// lanes holds MV x kOuterRows vectors, [v][n][16]: lane l of vector (v, n)
+// is row 16 v + l's sum for column n. y[row][0 .. ncols) (+)= them for the
+// first `valid` rows.
+inline void store_outer(const float* lanes, int64_t valid, int64_t ncols, float* y, int64_t ldy, bool add) {
+  for (int64_t l = 0; l < valid; ++l) {
+    const float* src = lanes + l / kStrip * kOuterRows * kStrip + l % kStrip;
+    float* out = y + l * ldy;
+    for (int64_t n = 0; n < ncols; ++n) out[n] = add ? out[n] + src[n * kStrip] : src[n * kStrip];
+  }
+}
+
+// kOuterRows f32 weight rows (ldw apart) times MV strips (sstride floats
+// apart, [kl][16] each) over kl columns.
+template <int MV>
+void outer_f32(const float* xt, int64_t sstride, const float* w, int64_t ldw, int64_t kl, float* y, int64_t ldy,
+               int64_t valid, int64_t ncols, bool add) {
+  __m512 acc[MV][kOuterRows];
+#pragma GCC unroll 2
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 12
+    for (int n = 0; n < kOuterRows; ++n) acc[v][n] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kl; ++k) {
+    __m512 xv[MV];
+#pragma GCC unroll 2
+    for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_ps(xt + v * sstride + k * kStrip);
+#pragma GCC unroll 12
+    for (int n = 0; n < kOuterRows; ++n) {
+      const __m512 wv = _mm512_set1_ps(w[n * ldw + k]);
+#pragma GCC unroll 2
+      for (int v = 0; v < MV; ++v) acc[v][n] = _mm512_fmadd_ps(xv[v], wv, acc[v][n]);
+    }
+  }
+  alignas(64) float lanes[MV * kOuterRows * kStrip];
+#pragma GCC unroll 2
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 12
+    for (int n = 0; n < kOuterRows; ++n) _mm512_store_ps(lanes + (v * kOuterRows + n) * kStrip, acc[v][n]);
+  store_outer(lanes, valid, ncols, y, ldy, add);
+}
+
+// Rows [rows, padded) of a panel of row length kl set to zero.
+void zero_rows(float* panel, int64_t rows, int64_t padded, int64_t kl) {
+  std::memset(panel + rows * kl, 0, static_cast<size_t>((padded - rows) * kl) * sizeof(float));
+}
+
+}  // namespace
+
+int64_t avx512_xt_floats(int64_t M, int64_t K) {
+  return (M - outer_tail(M) + kStrip - 1) / kStrip * kStrip * K;
+}
+
+void avx512_transpose_f32(const float* x, int64_t M, int64_t K, float* xt) {
+  const int64_t strips_end = M - outer_tail(M);
+  for (int64_t m0 = 0; m0 < strips_end; m0 += kStrip) {
+    float* strip = xt + m0 * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t l = 0; l < kStrip; ++l) strip[k * kStrip + l] = m0 + l < M ? x[(m0 + l) * K + k] : 0.0f;
+  }
+}
+
+void avx512_gemm_f32(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1,
+                     float* y, float* panel) {
+  const int64_t K = w.cols, N = w.rows, kc = k_block(K, kMaxKc);
+  const int64_t tail = outer_tail(M), strips_end = M - tail, strips = (strips_end + kStrip - 1) / kStrip;
+  for (int64_t nb = n0; nb < n1; nb += kPanelRows) {
+    const int64_t rows = min64(kPanelRows, n1 - nb), padded = outer_padded(rows);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kl = min64(kc, K - k0);
+      const auto* w16 = static_cast<const uint16_t*>(w.data) + nb * K + k0;
+      if (w.dtype == DType::BF16)
+        widen_panel<LoadBF16>(w16, K, rows, kl, panel);
+      else if (w.dtype == DType::F16)
+        widen_panel<LoadF16>(w16, K, rows, kl, panel);
+      else
+        widen_panel<LoadF32>(static_cast<const float*>(w.data) + nb * K + k0, K, rows, kl, panel);
+      zero_rows(panel, rows, padded, kl);
+      for (int64_t s = 0; s < strips; s += 2) {
+        const int64_t m0 = s * kStrip, valid = min64(2 * kStrip, strips_end - m0);
+        const float* xs = xt + m0 * K + k0 * kStrip;
+        for (int64_t r = 0; r < padded; r += kOuterRows) {
+          float* yt = y + m0 * N + nb + r;
+          const int64_t ncols = min64(kOuterRows, rows - r);
+          if (strips - s >= 2)
+            outer_f32<2>(xs, kStrip * K, panel + r * kl, kl, kl, yt, N, valid, ncols, k0 > 0);
+          else
+            outer_f32<1>(xs, kStrip * K, panel + r * kl, kl, kl, yt, N, valid, ncols, k0 > 0);
+        }
+      }
+      for (int64_t r = 0; tail > 0 && r < rows; r += 6)
+        f32_tile<LoadF32>(tail, min64(6, rows - r))(x + strips_end * K + k0, K, panel + r * kl, kl, kl,
+                                                    y + strips_end * N + nb + r, N, k0 > 0);
+    }
+  }
+}
 
 void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
                             uint16_t* panel) {
