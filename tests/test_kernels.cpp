@@ -352,6 +352,52 @@ TEST(Kernels, Avx2BatchedDecodeRowsEqualSingleRows) {
     }
 }
 
+// BF16 heads packed at load (pack_weights): within float32 summation error
+// of a double reference for ragged panels (N % 8) and odd K, each row of a
+// batch bit for bit the row alone whatever the thread split, and `data` is
+// never read once `packed` is set (a null data pointer would fault).
+TEST(Kernels, PackedBf16MatmulMatchesReferenceAndRowsAlone) {
+  std::mt19937 rng(21);
+  ThreadPool one(1), three(3);
+  if (packed_bytes({DType::BF16, nullptr, 8, 128}) == 0) GTEST_SKIP() << "no packed kernel for this CPU";
+  EXPECT_EQ(packed_bytes({DType::BF16, nullptr, 8, 2048}), 0) << "long rows stay row-major";
+  EXPECT_EQ(packed_bytes({DType::F32, nullptr, 8, 128}), 0) << "only bf16 is packed";
+  for (int64_t N : {1, 7, 9, 61, 200})
+    for (int64_t K : {1, 2, 7, 64, 130, 1024}) {
+      const auto bf16 = random_bf16(N * K, rng);
+      WeightMatrix w{DType::BF16, bf16.data(), N, K};
+      std::vector<uint32_t> packed(static_cast<size_t>(packed_bytes(w)) / sizeof(uint32_t));
+      pack_weights(w, packed.data());
+      w.data = nullptr;
+      w.packed = packed.data();
+      const int64_t max_rows = 10;
+      const auto x = random_f32(max_rows * K, rng);
+      std::vector<float> single(static_cast<size_t>(max_rows * N)), batched(single.size()), split(single.size());
+      for (int64_t m = 0; m < max_rows; ++m) matmul(one, x.data() + m * K, 1, w, single.data() + m * N);
+      for (int64_t m = 0; m < max_rows; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double ref = 0.0, mag = 0.0;
+          for (int64_t k = 0; k < K; ++k) {
+            const double p = static_cast<double>(x[static_cast<size_t>(m * K + k)]) *
+                             bf16_to_f32(bf16[static_cast<size_t>(n * K + k)]);
+            ref += p;
+            mag += std::abs(p);
+          }
+          const double tol = static_cast<double>(K + 2) * FLT_EPSILON * mag + 1e-30;
+          ASSERT_NEAR(single[static_cast<size_t>(m * N + n)], ref, tol)
+              << "N=" << N << " K=" << K << " y[" << m << ", " << n << "]";
+        }
+      for (int64_t M = 2; M <= max_rows; ++M) {
+        matmul(one, x.data(), M, w, batched.data());
+        matmul(three, x.data(), M, w, split.data());
+        EXPECT_TRUE(std::equal(batched.begin(), batched.begin() + M * N, single.begin()))
+            << "N=" << N << " K=" << K << " M=" << M;
+        EXPECT_TRUE(std::equal(split.begin(), split.begin() + M * N, single.begin()))
+            << "3 threads, N=" << N << " K=" << K << " M=" << M;
+      }
+    }
+}
+
 // The prefill tiles read a bf16 weight as the 32-bit word that ends with it,
 // so the matrix's first weight needs its own load. A matrix that fills a page
 // between two unreadable pages faults on any read outside it (sanitizers do

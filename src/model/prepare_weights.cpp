@@ -104,7 +104,15 @@ ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& o, ops::T
                                ops::PageBuffer* storage, const std::string& source) {
   std::vector<ops::PageBuffer> owned;
   prepare_matrix(m, o, pool, owned, source);
-  if (!owned.empty()) *storage = std::move(owned.front());
+  if (!owned.empty()) {
+    *storage = std::move(owned.front());
+  } else if (const int64_t bytes = ops::packed_bytes(m); bytes > 0) {
+    // Every sequence's row meets the head at every step; the lookup keeps
+    // reading the embedding as stored.
+    *storage = ops::PageBuffer(static_cast<size_t>(bytes));
+    ops::pack_weights(m, storage->data());
+    m.packed = storage->data();
+  }
   return m;
 }
 

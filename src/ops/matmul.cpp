@@ -95,6 +95,21 @@ int64_t weight_bytes(const WeightMatrix& w) {
 
 void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
 
+// Only the AVX2 dispatch has a packed kernel (AVX-512 has the registers to
+// keep its row-major tiles busy), and only short rows gain from it: the dot
+// tiles' horizontal sums weigh on rows of up to 1024 bf16 columns. At 2048
+// columns (jetmoe-8b's head) packed and row-major ran alike, so the head
+// stays as stored, without the copy.
+int64_t packed_bytes(const WeightMatrix& w) {
+  const CpuFeatures& cpu = cpu_features();
+  if (!cpu.avx2_fma || cpu.avx512 || w.quant != Quant::None || w.dtype != DType::BF16 || w.cols > 1024) return 0;
+  return kernels::avx2_packed_words(w.rows, w.cols) * static_cast<int64_t>(sizeof(uint32_t));
+}
+
+void pack_weights(const WeightMatrix& w, void* out) {
+  kernels::avx2_pack_bf16(static_cast<const uint16_t*>(w.data), w.rows, w.cols, static_cast<uint32_t*>(out));
+}
+
 namespace {
 
 // Output columns per parallel_for chunk. GEMV: about 8 chunks per thread so
@@ -139,6 +154,13 @@ float* thread_panel() {
 // Prefill: outer-product tiles over the transposed activations.
 bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix& w, float* y) {
   if (!cpu_features().avx2_fma) return false;
+  if (w.packed) {
+    const auto* packed = static_cast<const uint32_t*>(w.packed);
+    pool.parallel_for(w.rows, gemv_grain(pool, w.rows), [&](int64_t n0, int64_t n1) {
+      kernels::avx2_packed_gemv(x, M, packed, w.rows, w.cols, n0, n1, y);
+    });
+    return true;
+  }
   if (w.quant != Quant::None && M <= kernels::kGemvMaxRows) {
     const kernels::QuantizedActivations acts = quantized_activations(x, M, w.cols, w.quant);
     pool.parallel_for(w.rows, gemv_grain(pool, w.rows),

@@ -21,6 +21,8 @@ enum class Quant : uint8_t { None, Q8_0, Q4_0 };
 // A row-major [rows, cols] weight matrix in its file dtype (F32, F16 or
 // BF16), usually pointing into a memory-mapped checkpoint; or, with `quant`
 // set, `data` holds the packed quants and `scales` [rows, cols/32] f16.
+// `packed`, when set, holds the same weights laid out for this CPU's
+// kernels by pack_weights; matmul then reads it instead of `data`.
 struct WeightMatrix {
   DType dtype = DType::F32;
   const void* data = nullptr;
@@ -29,10 +31,18 @@ struct WeightMatrix {
   Compute compute = Compute::F32;
   Quant quant = Quant::None;
   const uint16_t* scales = nullptr;
+  const void* packed = nullptr;
 };
 
 // Bytes one matmul streams from w (quants and scales together).
 int64_t weight_bytes(const WeightMatrix& w);
+
+// Bytes pack_weights needs for w on this CPU, or 0 where its kernels read w
+// as it is. Worth it for a matrix every row of every step meets, like the
+// output head, whose batched decode is bound by compute, not memory.
+int64_t packed_bytes(const WeightMatrix& w);
+// Writes packed_bytes(w) bytes to `out` (aligned to 32); set w.packed to it.
+void pack_weights(const WeightMatrix& w, void* out);
 
 // The one matmul entry point: y[m, n] = sum_k x[m, k] * w[n, k] for
 // x [M, w.cols] and y [M, w.rows], float32 accumulation, dispatching on the
