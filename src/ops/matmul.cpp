@@ -95,11 +95,11 @@ int64_t weight_bytes(const WeightMatrix& w) {
 
 void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
 
-// Only the AVX2 dispatch has a packed kernel (AVX-512 has the registers to
-// keep its row-major tiles busy), and only short rows gain from it: the dot
-// tiles' horizontal sums weigh on rows of up to 1024 bf16 columns. At 2048
-// columns (jetmoe-8b's head) packed and row-major ran alike, so the head
-// stays as stored, without the copy.
+// Only the AVX2 dispatch has a packed kernel (the AVX-512 tiles were not
+// measured against one), and only short rows gain from it: the dot tiles'
+// horizontal sums weigh on rows of up to 1024 bf16 columns. At 2048 columns
+// (jetmoe-8b's head) packed and row-major ran alike, so that head stays as
+// stored, without the copy.
 int64_t packed_bytes(const WeightMatrix& w) {
   const CpuFeatures& cpu = cpu_features();
   if (!cpu.avx2_fma || cpu.avx512 || w.quant != Quant::None || w.dtype != DType::BF16 || w.cols > 1024) return 0;

@@ -41,7 +41,7 @@ int64_t weight_bytes(const WeightMatrix& w);
 // as it is. Worth it for a matrix every row of every step meets, like the
 // output head, whose batched decode is bound by compute, not memory.
 int64_t packed_bytes(const WeightMatrix& w);
-// Writes packed_bytes(w) bytes to `out` (aligned to 32); set w.packed to it.
+// Writes packed_bytes(w) bytes to `out`; point w.packed at them.
 void pack_weights(const WeightMatrix& w, void* out);
 
 // The one matmul entry point: y[m, n] = sum_k x[m, k] * w[n, k] for
