@@ -223,30 +223,29 @@ size_t first_stop(std::string_view text, const std::vector<std::string>& stops) 
 
 }  // namespace
 
-void Scheduler::handle_token(Sequence& s, const float* logits) {
+void Scheduler::handle_token(Sequence& s, float* logits) {
   const SamplingParams& p = s.req->request.sampling;
   const int64_t V = model_.config().vocab_size;
-  // Plain greedy needs no copy of the logits to edit.
-  const bool plain = p.temperature == 0.0 && p.logit_bias.empty() && p.presence_penalty == 0.0 && p.frequency_penalty == 0.0;
-  if (!plain) scores_.assign(logits, logits + V);
+  // The step's row for this sequence, read by nothing after this: bias,
+  // penalties and warpers edit it in place (a copy per sequence per step
+  // was 5% of a batched step's main thread).
+  const std::span<float> scores(logits, static_cast<size_t>(V));
   TokenLogprob lp;
-  if (p.top_logprobs >= 0) {
-    logprobs_.assign(logits, logits + V);
+  if (p.top_logprobs >= 0) {  // of the model's own distribution: before any edit
+    logprobs_.assign(scores.begin(), scores.end());
     gen::log_softmax(logprobs_);
   }
-  for (const auto& [token, bias] : p.logit_bias) scores_[static_cast<size_t>(token)] += bias;
+  for (const auto& [token, bias] : p.logit_bias) scores[static_cast<size_t>(token)] += bias;
   if (p.presence_penalty != 0.0 || p.frequency_penalty != 0.0)
     for (const auto& [token, count] : s.counts)
-      scores_[static_cast<size_t>(token)] -= static_cast<float>(p.presence_penalty + p.frequency_penalty * count);
+      scores[static_cast<size_t>(token)] -= static_cast<float>(p.presence_penalty + p.frequency_penalty * count);
   int32_t token;
-  if (plain) {
-    token = gen::argmax(std::span<const float>(logits, static_cast<size_t>(V)));
-  } else if (p.temperature == 0.0) {
-    token = gen::argmax(scores_);
+  if (p.temperature == 0.0) {
+    token = gen::argmax(scores);
   } else {
-    gen::temperature(p.temperature, scores_);
-    if (p.top_p < 1.0) gen::top_p(p.top_p, 1, scores_, warp_);
-    token = gen::sample_from_scores(scores_, s.rng.uniform(), probs_);
+    gen::temperature(p.temperature, scores);
+    if (p.top_p < 1.0) gen::top_p(p.top_p, 1, scores, warp_);
+    token = gen::sample_from_scores(scores, s.rng.uniform(), probs_);
   }
   if (p.top_logprobs >= 0) {
     lp.token = token;

@@ -55,7 +55,7 @@ class Scheduler {
   void loop();
   void admit_locked();
   void step();
-  void handle_token(Sequence& s, const float* logits);
+  void handle_token(Sequence& s, float* logits);
 
   const JetMoeForCausalLM& model_;
   Tokenizer tokenizer_;
@@ -81,7 +81,7 @@ class Scheduler {
   Tensor logits_;
   std::vector<Sequence*> sampled_;
   std::vector<std::pair<Sequence*, int64_t>> advanced_;  // sequence, tokens fed this pass
-  std::vector<float> scores_, logprobs_;
+  std::vector<float> logprobs_;
   std::vector<int32_t> order_;
   std::vector<double> probs_;
   gen::WarpScratch warp_;

@@ -125,6 +125,18 @@ test('penalties change a greedy continuation that repeats itself', async () => {
   assert.notEqual(penalised, plain);
 });
 
+test('logit_bias forces a token, greedy and sampled; logprobs stay the model\'s own', async () => {
+  // Token 450 is "▁The": +100 outweighs any logit, so every token is it.
+  const base = { model: MODEL_ID, prompt: 'In the beginning', max_tokens: 4, logit_bias: { 450: 100 }, logprobs: 1 };
+  for (const temperature of [0, 1.0]) {
+    const r = await client.completions.create({ ...base, temperature, seed: 7 });
+    assert.equal(r.choices[0].text, ' The The The The', `temperature ${temperature}`);
+    // The model itself does not expect "The" after "In the beginning": its
+    // logprob, not the biased one (about 0), is reported.
+    assert.ok(r.choices[0].logprobs.token_logprobs[0] < -0.1, `logprob ${r.choices[0].logprobs.token_logprobs[0]}`);
+  }
+});
+
 test('logprobs: the chosen token and the top alternatives, best first', async () => {
   const r = await client.chat.completions.create({ model: MODEL_ID, messages: [{ role: 'user', content: 'Who made light?' }],
     max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });
