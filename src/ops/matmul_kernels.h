@@ -70,7 +70,7 @@ void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w
 // tiles, any unquantised weights widened to f32 per panel. x is transposed
 // once per matmul into strips of 16 rows, zero-padded (avx512_xt_floats(M,
 // K) floats), and shared by the threads' calls; a last group of 4 rows or
-// fewer is read from x by the dot tiles instead. On a Sapphire Rapids Xeon
+// fewer is read from x by the dot tiles instead. On an Emerald Rapids Xeon
 // (2 threads) it ran 1.3-1.5x the dot tiles' GMAC/s at 32 and 128 rows, and
 // 0.7x at 8: the strips are half empty there.
 constexpr int64_t kAvx512OuterMinRows = 32;
