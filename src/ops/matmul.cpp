@@ -95,6 +95,14 @@ int64_t weight_bytes(const WeightMatrix& w) {
 
 void weight_row_to_f32(const WeightMatrix& w, int64_t row, float* out) { rows_to_f32(w, row, 1, out); }
 
+void kernels::transpose_strips(const float* x, int64_t M, int64_t K, int64_t strip_rows, float* xt) {
+  for (int64_t m0 = 0; m0 < strip_rows; m0 += kStrip) {
+    float* strip = xt + m0 * K;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t l = 0; l < kStrip; ++l) strip[k * kStrip + l] = m0 + l < M ? x[(m0 + l) * K + k] : 0.0f;
+  }
+}
+
 // Only the AVX2 dispatch has a packed kernel (the AVX-512 tiles were not
 // measured against one), and only short rows gain from it: the dot tiles'
 // horizontal sums weigh on rows of up to 1024 bf16 columns. At 2048 columns
@@ -141,6 +149,17 @@ kernels::QuantizedActivations quantized_activations(const float* x, int64_t M, i
   return {q.data(), scale.data(), start.data()};
 }
 
+// x's strips for the outer-product tiles (kernels::transpose_strips), made
+// once per matmul and read by every thread. The buffer is per calling
+// thread and only grows.
+const float* strips_of(const float* x, int64_t M, int64_t K, int64_t strip_rows) {
+  thread_local std::vector<float> xt;
+  const auto floats = static_cast<size_t>((strip_rows + kernels::kStrip - 1) / kernels::kStrip * kernels::kStrip * K);
+  if (xt.size() < floats) xt.resize(floats);
+  kernels::transpose_strips(x, M, K, strip_rows, xt.data());
+  return xt.data();
+}
+
 // Each worker thread's f32 panel (kPanelFloats) for the GEMM kernels.
 float* thread_panel() {
   thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
@@ -172,12 +191,7 @@ bool avx2_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
                       [&](int64_t n0, int64_t n1) { kernels::avx2_gemv(x, M, w, n0, n1, y); });
     return true;
   }
-  // Transposed once here, read by every thread; grows only.
-  thread_local std::vector<float> xt;
-  const auto xt_size = static_cast<size_t>(kernels::avx2_xt_floats(M, w.cols));
-  if (xt.size() < xt_size) xt.resize(xt_size);
-  kernels::avx2_transpose_activations(x, M, w.cols, xt.data());
-  const float* xtp = xt.data();
+  const float* xtp = strips_of(x, M, w.cols, kernels::avx2_strip_rows(M));
   pool.parallel_for(w.rows, kernels::kPanelRows,
                     [&](int64_t n0, int64_t n1) { kernels::avx2_gemm(x, xtp, M, w, n0, n1, y, thread_panel()); });
   return true;
@@ -226,12 +240,7 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
     return true;
   }
   if (M >= kernels::kAvx512OuterMinRows) {
-    // Transposed once here, read by every thread; grows only.
-    thread_local std::vector<float> xt;
-    const auto xt_size = static_cast<size_t>(kernels::avx512_xt_floats(M, K));
-    if (xt.size() < xt_size) xt.resize(xt_size);
-    kernels::avx512_transpose_f32(x, M, K, xt.data());
-    const float* xtp = xt.data();
+    const float* xtp = strips_of(x, M, K, kernels::avx512_strip_rows(M));
     pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
       kernels::avx512_gemm_f32(x, xtp, M, w, n0, n1, y, thread_panel());
     });

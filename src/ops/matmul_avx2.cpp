@@ -441,7 +441,6 @@ __m256i quantize_block(const uint16_t* src, uint16_t* scale) {
 // chain in k order, whatever the tile or thread. A last group of 8 rows or
 // fewer (the tail) goes through the dot tiles instead, which beat a
 // half-empty strip and a one-vector strip alike.
-constexpr int64_t kStrip = 16;
 inline int64_t tail_rows(int64_t M) { return M % kStrip != 0 && M % kStrip <= 8 ? M % kStrip : 0; }
 
 // Transposes eight vectors in place: lane j of v[i] swaps with lane i of v[j].
@@ -552,17 +551,7 @@ OuterTile outer_tile_of(bool bf16, int64_t nr) { return bf16 ? outer_tiles<true>
 
 }  // namespace
 
-int64_t avx2_xt_floats(int64_t M, int64_t K) { return (M - tail_rows(M) + kStrip - 1) / kStrip * kStrip * K; }
-
-void avx2_transpose_activations(const float* x, int64_t M, int64_t K, float* xt) {
-  const int64_t strips_end = M - tail_rows(M);
-  for (int64_t m0 = 0; m0 < strips_end; m0 += kStrip) {
-    const int64_t valid = min64(kStrip, M - m0);
-    float* strip = xt + m0 * K;
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t l = 0; l < kStrip; ++l) strip[k * kStrip + l] = l < valid ? x[(m0 + l) * K + k] : 0.0f;
-  }
-}
+int64_t avx2_strip_rows(int64_t M) { return M - tail_rows(M); }
 
 void avx2_gemm(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
                float* panel) {

@@ -553,7 +553,6 @@ namespace {
 // against MV strips, so every FMA's operands are a register and a broadcast
 // load, with no horizontal sums. Each output is one chain in k order per K
 // block, whatever the tile or thread.
-constexpr int64_t kStrip = 16;
 // Weight rows per tile: 2 x 12 accumulators, 2 activation vectors and the
 // broadcast weight in 32 registers. Panels are padded to whole tiles.
 constexpr int kOuterRows = 12;
@@ -609,18 +608,7 @@ void zero_rows(float* panel, int64_t rows, int64_t padded, int64_t kl) {
 
 }  // namespace
 
-int64_t avx512_xt_floats(int64_t M, int64_t K) {
-  return (M - outer_tail(M) + kStrip - 1) / kStrip * kStrip * K;
-}
-
-void avx512_transpose_f32(const float* x, int64_t M, int64_t K, float* xt) {
-  const int64_t strips_end = M - outer_tail(M);
-  for (int64_t m0 = 0; m0 < strips_end; m0 += kStrip) {
-    float* strip = xt + m0 * K;
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t l = 0; l < kStrip; ++l) strip[k * kStrip + l] = m0 + l < M ? x[(m0 + l) * K + k] : 0.0f;
-  }
-}
+int64_t avx512_strip_rows(int64_t M) { return M - outer_tail(M); }
 
 void avx512_gemm_f32(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1,
                      float* y, float* panel) {

@@ -20,6 +20,14 @@ constexpr int64_t kPanelFloats = kPanelRows * kMaxKc;
 // weight across rows (prefill, batched decode).
 constexpr int64_t kGemvMaxRows = 4;
 
+// Prefill's outer-product tiles (AVX2 and AVX-512) read the activations
+// transposed once per matmul into strips of kStrip rows, [K][kStrip] floats
+// each, zero past row M: rows [0, strip_rows) of x, strip_rows rounded up to
+// whole strips. Each ISA's avx*_strip_rows says how many rows it takes in
+// strips; the rest stay in x for its dot tiles.
+constexpr int64_t kStrip = 16;
+void transpose_strips(const float* x, int64_t M, int64_t K, int64_t strip_rows, float* xt);
+
 // Decode tiles over weight rows [n0, n1), `step` rows each: tile(n, s, nr)
 // takes rows n, n + s, ..., n + (nr - 1) * s. A tile's rows lie (n1 - n0) /
 // step rows apart, so each row of the tile reads its own long stretch of
@@ -67,15 +75,13 @@ void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w
                             uint16_t* panel);
 
 // Exact-mode prefill on AVX-512 from kAvx512OuterMinRows rows: outer-product
-// tiles, any unquantised weights widened to f32 per panel. x is transposed
-// once per matmul into strips of 16 rows, zero-padded (avx512_xt_floats(M,
-// K) floats), and shared by the threads' calls; a last group of 4 rows or
-// fewer is read from x by the dot tiles instead. On an Emerald Rapids Xeon
+// tiles, any unquantised weights widened to f32 per panel, over x's strips
+// (transpose_strips, shared by the threads' calls); a last group of 4 rows
+// or fewer is read from x by the dot tiles instead. On an Emerald Rapids Xeon
 // (2 threads) it ran 1.3-1.5x the dot tiles' GMAC/s at 32 and 128 rows, and
 // 0.7x at 8: the strips are half empty there.
 constexpr int64_t kAvx512OuterMinRows = 32;
-int64_t avx512_xt_floats(int64_t M, int64_t K);
-void avx512_transpose_f32(const float* x, int64_t M, int64_t K, float* xt);
+int64_t avx512_strip_rows(int64_t M);
 void avx512_gemm_f32(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1,
                      float* y, float* panel);
 
@@ -116,13 +122,11 @@ void avx2_gemv(const float* x, int64_t M, const WeightMatrix& w, int64_t n0, int
 // Q8_0 / Q4_0 weights, decode (M <= kGemvMaxRows): activations quantised by
 // quantize_activations, integer dot products per block of 32.
 void avx2_quant_gemv(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
-// Prefill, any weights: x [M, K] transposed once per matmul into xt
-// (avx2_xt_floats(M, K) floats: strips of 16 activation rows, zero-padded,
-// each [K][16], except a last group of 8 rows or fewer, which avx2_gemm reads
-// from x) and shared by the threads' avx2_gemm calls. `panel` holds
-// kPanelFloats floats of per-thread scratch for F16 and quantised weights.
-int64_t avx2_xt_floats(int64_t M, int64_t K);
-void avx2_transpose_activations(const float* x, int64_t M, int64_t K, float* xt);
+// Prefill, any weights: x's strips (transpose_strips, shared by the
+// threads' avx2_gemm calls) except a last group of 8 rows or fewer, which
+// avx2_gemm reads from x. `panel` holds kPanelFloats floats of per-thread
+// scratch for F16 and quantised weights.
+int64_t avx2_strip_rows(int64_t M);
 void avx2_gemm(const float* x, const float* xt, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
                float* panel);
 
