@@ -116,7 +116,8 @@ class JetMoeModel {
   // LoadOptions::weights = Native leaves as stored.
   WeightFormat weight_format() const;
   // A head matrix (lm_head, score) bound and converted like the blocks' weights.
-  // Quantised heads live in *storage, which the caller keeps.
+  // A quantised or packed copy of the head lives in *storage, which the
+  // caller keeps.
   ops::WeightMatrix bind_head(const std::string& name, int64_t rows, ops::PageBuffer* storage) const;
   // A KV cache for this model in the KV dtype it was loaded with.
   KVCache make_kv_cache(int64_t batch_size, int64_t capacity) const {

@@ -66,7 +66,8 @@ ModelWeights bind_model_weights(const ModelFiles& files, const JetMoeConfig& con
 // Matrices already stored quantised are used as they are (Native or the
 // same format), or refused with an Error naming `source` (another format).
 void prepare_weights(ModelWeights& w, const LoadOptions& options, ops::ThreadPool& pool, const std::string& source);
-// The same for a head matrix; a quantised copy goes to *storage.
+// The same for a head matrix; a quantised copy, or one packed for the
+// CPU's kernels (ops::pack_weights), goes to *storage.
 ops::WeightMatrix prepare_head(ops::WeightMatrix m, const LoadOptions& options, ops::ThreadPool& pool,
                                ops::PageBuffer* storage, const std::string& source);
 
