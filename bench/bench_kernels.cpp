@@ -1,7 +1,8 @@
 // Micro-benchmarks of the kernels on jetmoe-8b's shapes, both threads: the
 // matmuls on its expert shapes (GEMV, decode: weight GB/s against the read
 // bandwidth measured at start-up; GEMM, prefill: GFLOP/s against the f32 FMA
-// peak measured at start-up) and decode attention (KV GB/s).
+// peak measured at start-up), the output head at 1 and 8 sequences, and
+// decode attention (KV GB/s).
 //   build/bench_kernels [--benchmark_filter=Gemv]
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -161,6 +162,40 @@ BENCHMARK(BM_Bf16Exact)->Apply(shapes);
 BENCHMARK(BM_Bf16Dot)->Apply(shapes);
 BENCHMARK(BM_Q8_0)->Apply(shapes);
 BENCHMARK(BM_Q4_0)->Apply(shapes);
+
+// The output head in (batched) decode: 32000 vocabulary rows times M
+// sequences' hidden states of state.range(1) columns (128: the demo model,
+// whose head is packed at load where the CPU has a packed kernel; 2048:
+// jetmoe-8b). One matrix, as the engine re-reads the same head every step.
+void BM_OutputHead(benchmark::State& state) {
+  const int64_t M = state.range(0), N = 32000, K = state.range(1);
+  Weights w(1, N, K);
+  WeightMatrix m = w.matrix(0, Quant::None, Compute::F32);
+  std::vector<uint8_t> packed(static_cast<size_t>(packed_bytes(m)));
+  if (!packed.empty()) {
+    pack_weights(m, packed.data());
+    m.packed = packed.data();
+  }
+  std::vector<float> x(static_cast<size_t>(M * K), 0.01f), y(static_cast<size_t>(M * N));
+  const double peak = fma_peak_gflop_s();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    matmul(pool(), x.data(), M, m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double flops = 2.0 * static_cast<double>(M * N * K);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  // Weight bytes per call: at one sequence the head is a stream of weights.
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(weight_bytes(m)) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["packed"] = packed.empty() ? 0.0 : 1.0;
+  if (peak > 0.0) {
+    state.counters["fma_peak_GFLOP/s"] = peak;
+    state.counters["of_peak"] = flops * static_cast<double>(state.iterations()) * 1e-9 / seconds / peak;
+  }
+}
+BENCHMARK(BM_OutputHead)->ArgsProduct({{1, 8}, {128, 2048}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Decode attention of jetmoe-8b (16 KV heads of 128, two query heads per KV
 // head) over a context of state.range(0) positions, with an f32 or 16-bit
