@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "ops/cpu_features.h"
+#include "ops/exp_avx2.h"
+
 namespace jetmoe::ops {
 
 void softmax(float* x, int64_t n) {
@@ -15,6 +18,17 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = 1.0f / sum;
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+double exp_shifted(const float* x, int64_t n, float shift, float* out) {
+  if (cpu_features().avx2_fma) return kernels::avx2_exp_shifted(x, n, shift, out);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] - shift;
+    out[i] = d >= -87.0f ? std::exp(d) : 0.0f;
+    sum += out[i];
+  }
+  return sum;
 }
 
 void top_k(const float* x, int64_t n, int64_t k, int32_t* index_out, float* value_out) {
