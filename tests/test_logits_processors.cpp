@@ -2,14 +2,18 @@
 // transformers' semantics, and sampling against the processed distribution.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "generate/logits_processors.h"
 #include "generate/sampling.h"
+#include "jetmoe/error.h"
+#include "ops/softmax.h"
 
 namespace jetmoe::gen {
 namespace {
@@ -66,6 +70,84 @@ TEST(LogitsWarpers, TopPKeepsTheSmallestSetReachingP) {
   std::vector<float> u = s;
   top_p(0.01, 3, u, ws);  // min_tokens_to_keep wins
   EXPECT_EQ(std::count(u.begin(), u.end(), -kInf), 1);
+}
+
+// transformers' definitions, taken literally: top-k keeps what is not
+// below the k-th largest score; top-p sorts every token ascending (stably),
+// takes the softmax cumulative sum and drops the tokens whose sum stays <=
+// 1 - p, keeping the min_tokens_to_keep best.
+void top_k_by_definition(int64_t k, int64_t keep, std::vector<float>& s) {
+  k = std::min<int64_t>(std::max(k, keep), static_cast<int64_t>(s.size()));
+  std::vector<float> v = s;
+  std::nth_element(v.begin(), v.begin() + (k - 1), v.end(), std::greater<float>());
+  for (float& x : s)
+    if (x < v[static_cast<size_t>(k - 1)]) x = -kInf;
+}
+void top_p_by_definition(double p, int64_t keep, std::vector<float>& s) {
+  std::vector<int32_t> order(s.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[static_cast<size_t>(a)] < s[static_cast<size_t>(b)]; });
+  const float mx = *std::max_element(s.begin(), s.end());
+  std::vector<double> prob(s.size());
+  double sum = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const float x = s[static_cast<size_t>(order[i])];
+    prob[i] = x == -kInf ? 0.0 : std::exp(static_cast<double>(x) - mx);
+    sum += prob[i];
+  }
+  double cum = 0;
+  std::vector<float> out = s;
+  for (size_t i = 0; i < s.size(); ++i) {
+    cum += prob[i] / sum;
+    if (cum <= 1.0 - p && static_cast<int64_t>(i) < static_cast<int64_t>(s.size()) - keep) out[static_cast<size_t>(order[i])] = -kInf;
+  }
+  s = out;
+}
+
+// Scores as a model gives them and as warpers leave them: peaked and flat,
+// with ties, with -inf entries, at lengths that end inside vectors.
+std::vector<std::vector<float>> warper_inputs() {
+  std::vector<std::vector<float>> inputs;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (size_t n : {1, 2, 5, 37, 1000, 32000})
+    for (float spread : {0.3f, 1.0f, 3.0f, 10.0f})
+      for (int variant = 0; variant < 3; ++variant) {
+        std::vector<float> v(n);
+        for (float& x : v) x = normal(rng) * spread;
+        if (variant == 1)  // ties: few distinct values
+          for (float& x : v) x = std::round(x * 2.0f) / 2.0f;
+        if (variant == 2 && n > 1)  // a third already removed, as by top-k
+          for (size_t i = 0; i < n; i += 3) v[i] = -kInf;
+        inputs.push_back(std::move(v));
+      }
+  return inputs;
+}
+
+// The fast warpers rank only the tokens near the cut; they must remove
+// exactly what the definitions remove.
+TEST(LogitsWarpers, TopKAndTopPRemoveWhatTheirDefinitionsRemove) {
+  WarpScratch ws;
+  int checked = 0;
+  for (const std::vector<float>& input : warper_inputs()) {
+    for (int64_t k : {1, 3, 50, 2000})
+      for (int64_t keep : {1, 7}) {
+        std::vector<float> fast = input, slow = input;
+        top_k(k, keep, fast, ws);
+        top_k_by_definition(k, keep, slow);
+        ASSERT_EQ(fast, slow) << "top_k " << k << " keep " << keep << " n=" << input.size();
+        ++checked;
+      }
+    for (double p : {0.05, 0.37, 0.9, 0.99})
+      for (int64_t keep : {0, 1, 7, 300}) {
+        std::vector<float> fast = input, slow = input;
+        top_p(p, keep, fast, ws);
+        top_p_by_definition(p, keep, slow);
+        ASSERT_EQ(fast, slow) << "top_p " << p << " keep " << keep << " n=" << input.size() << " first " << input[0];
+        ++checked;
+      }
+  }
+  EXPECT_EQ(checked, 72 * (8 + 16));
 }
 
 TEST(LogitsWarpers, MinPRemovesTokensBelowAFractionOfTheTop) {
@@ -125,7 +207,7 @@ TEST(Sampling, FrequenciesFollowTheWarpedDistribution) {
   std::vector<float> s = logits;
   apply_warpers(c, 1, s, ws);
   SamplingRng rng(1234);
-  std::vector<double> scratch;
+  std::vector<float> scratch;
   const int n = 200000;
   std::vector<int> counts(logits.size(), 0);
   for (int i = 0; i < n; ++i) ++counts[static_cast<size_t>(sample_from_scores(s, rng.uniform(), scratch))];
@@ -176,6 +258,49 @@ TEST(Sampling, ArgmaxIsTheFirstIndexOfTheLargestScore) {
     v[0] = -0.0f;
     EXPECT_EQ(argmax(v), 0) << "-0 ties +0, n=" << n;
   }
+}
+
+// The draw's probabilities come from ops::exp_shifted: within 1e-6 of
+// exp, exactly 0 for -inf and far-below scores, its sum returned.
+TEST(Sampling, ExpShiftedIsExpAndItsSum) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> uni(-100.0f, 0.0f);
+  for (int64_t n : {1, 7, 8, 9, 1000, 32001}) {
+    std::vector<float> x(static_cast<size_t>(n)), out(x.size());
+    for (float& v : x) v = uni(rng) + 3.0f;
+    x[0] = -kInf;
+    const double sum = ops::exp_shifted(x.data(), n, 3.0f, out.data());
+    double expect_sum = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double d = static_cast<double>(x[i]) - 3.0;
+      if (d < -87.0) {
+        EXPECT_EQ(out[i], 0.0f) << x[i];
+      } else {
+        EXPECT_NEAR(out[i], std::exp(d), 1e-6 * std::exp(d)) << x[i];
+      }
+      expect_sum += out[i];
+    }
+    EXPECT_NEAR(sum, expect_sum, 1e-12 * expect_sum + 1e-300) << n;
+  }
+}
+
+// Where u falls decides the token: the draw walks blocks of 64 tokens by
+// their sums, then one block, so tokens at and across block edges come out
+// as the cumulative probabilities say.
+TEST(Sampling, DrawFollowsTheCumulativeMassAcrossBlocks) {
+  std::vector<float> s(200, -kInf);
+  for (int i : {0, 63, 64, 130, 199}) s[static_cast<size_t>(i)] = 0.0f;  // five equal tokens
+  std::vector<float> scratch;
+  const int expected[] = {0, 63, 64, 130, 199};
+  for (int j = 0; j < 5; ++j) {
+    EXPECT_EQ(sample_from_scores(s, (j + 0.5) / 5.0, scratch), expected[j]) << j;
+  }
+  EXPECT_EQ(sample_from_scores(s, 0.0, scratch), 0);
+  EXPECT_EQ(sample_from_scores(s, std::nextafter(1.0, 0.0), scratch), 199);
+  std::vector<float> none(100, -kInf);
+  EXPECT_THROW(sample_from_scores(none, 0.5, scratch), Error);
+  none[3] = NAN;
+  EXPECT_THROW(sample_from_scores(none, 0.5, scratch), Error);
 }
 
 TEST(Sampling, SameSeedSameDraws) {

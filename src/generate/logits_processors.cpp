@@ -5,6 +5,9 @@
 #include <limits>
 #include <numeric>
 
+#include "generate/sampling.h"
+#include "ops/softmax.h"
+
 namespace jetmoe::gen {
 
 namespace {
@@ -67,10 +70,22 @@ void temperature(double t, std::span<float> scores) {
   for (float& x : scores) x /= tf;
 }
 
+// The k-th largest score is found among the tokens near the maximum when at
+// least k of them are there (a copy and selection over all 32000 took
+// ~100 us a token, a third of the demo model's forward pass).
 void top_k(int64_t k, int64_t min_tokens_to_keep, std::span<float> scores, WarpScratch& s) {
   k = std::min<int64_t>(std::max(k, min_tokens_to_keep), static_cast<int64_t>(scores.size()));
   if (k <= 0) return;
-  s.values.assign(scores.begin(), scores.end());
+  const float mx = max_score(scores);
+  const auto need = static_cast<size_t>(k);
+  for (float drop = 8.0f;; drop *= 2.0f) {
+    const float floor = drop > 64.0f ? kNegInf : mx - drop;
+    s.values.clear();
+    for (float x : scores)
+      if (x >= floor) s.values.push_back(x);
+    if (s.values.size() >= need || floor == kNegInf) break;
+  }
+  if (s.values.size() < need) s.values.assign(scores.begin(), scores.end());  // NaNs among them
   std::nth_element(s.values.begin(), s.values.begin() + (k - 1), s.values.end(), std::greater<float>());
   const float kth = s.values[static_cast<size_t>(k - 1)];
   // Ties with the k-th value survive, as in transformers (`scores < kth`).
@@ -78,18 +93,95 @@ void top_k(int64_t k, int64_t min_tokens_to_keep, std::span<float> scores, WarpS
     if (x < kth) x = kNegInf;
 }
 
+// transformers sorts the whole vocabulary ascending and drops the low tail
+// whose cumulative probability stays <= 1 - p: token i goes iff the mass
+// ranked above it reaches p (and it is not among the min_tokens_to_keep
+// best). Sorting 32000 tokens took ~4 ms a token, more than the demo model's
+// forward pass, so only the tokens around the cut are ranked. The
+// candidates are the tokens within kNear of the maximum when they hold mass
+// p (usually), else all; they go into kBuckets buckets of equal width by
+// score, whole buckets above the cut's are kept and below it dropped, and
+// only the cut's bucket is sorted.
 void top_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpScratch& s) {
-  fill_order(scores.size(), s.order);
-  std::stable_sort(s.order.begin(), s.order.end(),
-                   [&](int32_t a, int32_t b) { return scores[static_cast<size_t>(a)] < scores[static_cast<size_t>(b)]; });
-  softmax_in_order(scores, s.order, s.probs);
-  // Ascending order: drop the low tail whose cumulative mass stays within 1 - p.
-  double cum = 0;
-  const auto keep_from = static_cast<int64_t>(s.order.size()) - min_tokens_to_keep;
-  for (size_t i = 0; i < s.order.size(); ++i) {
-    cum += s.probs[i];
-    if (cum <= 1.0 - p && static_cast<int64_t>(i) < keep_from) scores[static_cast<size_t>(s.order[i])] = kNegInf;
+  constexpr float kNear = 8.0f;    // e^-8: tokens below hold < 0.03% of the maximum's mass each
+  constexpr float kRange = 64.0f;  // all: below max - kRange (mass < e^-64 each) is the bottom bucket
+  constexpr int32_t kBuckets = 4096;
+  const size_t n = scores.size();
+  const float mx = max_score(scores);
+  if (!(mx > kNegInf)) return;  // nothing left to keep
+  s.values.resize(n);           // each token's unnormalised probability
+  const double target = p * ops::exp_shifted(scores.data(), static_cast<int64_t>(n), mx, s.values.data());
+  const auto keep_min = static_cast<size_t>(std::max<int64_t>(min_tokens_to_keep, 0));
+
+  std::vector<int32_t>& candidates = s.order;
+  candidates.clear();
+  float floor = mx - kNear;
+  double near = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (scores[i] >= floor) {
+      candidates.push_back(static_cast<int32_t>(i));
+      near += s.values[i];
+    }
+  float range = kNear;
+  if (!(near >= target && candidates.size() >= keep_min)) {
+    fill_order(n, candidates);
+    floor = kNegInf;
+    range = kRange;
   }
+  // Monotone in the score: equal scores share a bucket, higher buckets rank higher.
+  std::vector<int32_t>& bucket = s.members;
+  bucket.resize(candidates.size());
+  s.probs.assign(kBuckets, 0.0);
+  std::vector<double>& bucket_mass = s.probs;
+  const float bottom = mx - range, per_unit = static_cast<float>(kBuckets) / range;
+  for (size_t j = 0; j < candidates.size(); ++j) {
+    const auto i = static_cast<size_t>(candidates[j]);
+    const float pos = (scores[i] - bottom) * per_unit;
+    const int32_t b = pos >= static_cast<float>(kBuckets - 1) ? kBuckets - 1 : pos > 0.0f ? static_cast<int32_t>(pos) : 0;
+    bucket[j] = b;
+    bucket_mass[static_cast<size_t>(b)] += s.values[i];
+  }
+  // The cut's bucket: those above it hold less than the target, with it at
+  // least the target.
+  int32_t cut = kBuckets - 1;
+  double above = 0;
+  for (; cut > 0 && above + bucket_mass[static_cast<size_t>(cut)] < target; --cut)
+    above += bucket_mass[static_cast<size_t>(cut)];
+  size_t ranked_above = 0, ranked = 0;  // candidates above the cut's bucket, and in it
+  for (int32_t b : bucket) {
+    ranked_above += b > cut;
+    ranked += b == cut;
+  }
+  if (ranked_above + ranked < keep_min) {
+    // min_tokens_to_keep reaches below the cut's bucket: rank every candidate.
+    cut = -1;
+    ranked_above = 0;
+    above = 0;
+  }
+  // The ranked tokens, in the scratch that held their buckets: token ids
+  // never outnumber candidates, and each bucket is read before it is
+  // overwritten.
+  std::vector<int32_t>& ranked_ids = s.members;
+  size_t k = 0;
+  for (size_t j = 0; j < candidates.size(); ++j)
+    if (cut < 0 || bucket[j] == cut) ranked_ids[k++] = candidates[j];
+    else if (bucket[j] < cut) scores[static_cast<size_t>(candidates[j])] = kNegInf;
+  ranked_ids.resize(k);
+  // Descending; ties rank as the stable ascending sort leaves them (the
+  // higher index above).
+  std::sort(ranked_ids.begin(), ranked_ids.end(), [&](int32_t a, int32_t b) {
+    const float x = scores[static_cast<size_t>(a)], y = scores[static_cast<size_t>(b)];
+    return x > y || (x == y && a > b);
+  });
+  size_t r = 0;
+  for (; r < ranked_ids.size(); ++r) {
+    if (ranked_above + r >= keep_min && above >= target) break;
+    above += s.values[static_cast<size_t>(ranked_ids[r])];
+  }
+  for (; r < ranked_ids.size(); ++r) scores[static_cast<size_t>(ranked_ids[r])] = kNegInf;
+  if (floor > kNegInf)
+    for (float& x : scores)
+      if (x < floor) x = kNegInf;
 }
 
 void min_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpScratch& s) {

@@ -18,7 +18,7 @@ GenerateOutput sample_search(const JetMoeForCausalLM& model, Request& r, const G
   const int32_t pad = c.pad_token_id.value_or(0);
   SamplingRng rng(c.seed ? *c.seed : std::random_device{}());
   WarpScratch warp;
-  std::vector<double> probs;
+  std::vector<float> probs;
   std::vector<float> scores(static_cast<size_t>(V));
 
   GenerateOutput out;

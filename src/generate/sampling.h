@@ -9,10 +9,13 @@ namespace jetmoe::gen {
 // The first index of the largest score, as torch.argmax.
 int32_t argmax(std::span<const float> scores);
 
+// The largest score, NaNs aside (-inf when there is none).
+float max_score(std::span<const float> scores);
+
 // Draws one token from softmax(scores) (tokens at -inf never come out).
 // `u` is a uniform draw in [0, 1); taking it as an argument keeps the draw
 // testable and the generator choice in one place.
-int32_t sample_from_scores(std::span<const float> scores, double u, std::vector<double>& probs_scratch);
+int32_t sample_from_scores(std::span<const float> scores, double u, std::vector<float>& probs_scratch);
 
 // The generator behind every draw: a fixed algorithm (mt19937_64) so that a
 // seed gives the same tokens on every platform and standard library.

@@ -83,7 +83,7 @@ class Scheduler {
   std::vector<std::pair<Sequence*, int64_t>> advanced_;  // sequence, tokens fed this pass
   std::vector<float> logprobs_;
   std::vector<int32_t> order_;
-  std::vector<double> probs_;
+  std::vector<float> probs_;
   gen::WarpScratch warp_;
   std::thread thread_;
 };
