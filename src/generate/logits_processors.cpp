@@ -80,17 +80,16 @@ void top_k(int64_t k, int64_t min_tokens_to_keep, std::span<float> scores, WarpS
   const auto need = static_cast<size_t>(k);
   for (float drop = 8.0f;; drop *= 2.0f) {
     const float floor = drop > 64.0f ? kNegInf : mx - drop;
-    s.values.clear();
-    for (float x : scores)
-      if (x >= floor) s.values.push_back(x);
-    if (s.values.size() >= need || floor == kNegInf) break;
+    indices_at_least(scores, floor, s.order);
+    if (s.order.size() >= need || floor == kNegInf) break;
   }
+  s.values.clear();
+  for (int32_t i : s.order) s.values.push_back(scores[static_cast<size_t>(i)]);
   if (s.values.size() < need) s.values.assign(scores.begin(), scores.end());  // NaNs among them
   std::nth_element(s.values.begin(), s.values.begin() + (k - 1), s.values.end(), std::greater<float>());
   const float kth = s.values[static_cast<size_t>(k - 1)];
   // Ties with the k-th value survive, as in transformers (`scores < kth`).
-  for (float& x : scores)
-    if (x < kth) x = kNegInf;
+  for (float& x : scores) x = x < kth ? kNegInf : x;
 }
 
 // transformers sorts the whole vocabulary ascending and drops the low tail
@@ -114,14 +113,10 @@ void top_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpSc
   const auto keep_min = static_cast<size_t>(std::max<int64_t>(min_tokens_to_keep, 0));
 
   std::vector<int32_t>& candidates = s.order;
-  candidates.clear();
   float floor = mx - kNear;
+  indices_at_least(scores, floor, candidates);
   double near = 0;
-  for (size_t i = 0; i < n; ++i)
-    if (scores[i] >= floor) {
-      candidates.push_back(static_cast<int32_t>(i));
-      near += s.values[i];
-    }
+  for (int32_t i : candidates) near += s.values[static_cast<size_t>(i)];
   float range = kNear;
   if (!(near >= target && candidates.size() >= keep_min)) {
     fill_order(n, candidates);
@@ -180,8 +175,7 @@ void top_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpSc
   }
   for (; r < ranked_ids.size(); ++r) scores[static_cast<size_t>(ranked_ids[r])] = kNegInf;
   if (floor > kNegInf)
-    for (float& x : scores)
-      if (x < floor) x = kNegInf;
+    for (float& x : scores) x = x < floor ? kNegInf : x;  // a select the compiler vectorises
 }
 
 void min_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpScratch& s) {

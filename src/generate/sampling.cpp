@@ -60,6 +60,21 @@ Peak peak_of(std::span<const float> scores) {
 
 float max_score(std::span<const float> scores) { return peak_of(scores).top; }
 
+void indices_at_least(std::span<const float> scores, float floor, std::vector<int32_t>& out) {
+  out.clear();
+  const float* p = scores.data();
+  const size_t n = scores.size();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const Int4 hit = (load4(p + i) >= floor) | (load4(p + i + 4) >= floor);
+    if ((hit[0] | hit[1] | hit[2] | hit[3]) == 0) continue;
+    for (size_t j = i; j < i + 8; ++j)
+      if (p[j] >= floor) out.push_back(static_cast<int32_t>(j));
+  }
+  for (; i < n; ++i)
+    if (p[i] >= floor) out.push_back(static_cast<int32_t>(i));
+}
+
 // Greedy decoding runs this on every row of every step: the largest value
 // in vector lanes, then its first index a 16-float chunk at a time. A NaN
 // wins, as in torch.

@@ -12,6 +12,10 @@ int32_t argmax(std::span<const float> scores);
 // The largest score, NaNs aside (-inf when there is none).
 float max_score(std::span<const float> scores);
 
+// The indices of the scores at or above `floor`, in order, replacing `out`.
+// Checks four scores a compare, so a pass that finds few is quick.
+void indices_at_least(std::span<const float> scores, float floor, std::vector<int32_t>& out);
+
 // Draws one token from softmax(scores) (tokens at -inf never come out).
 // `u` is a uniform draw in [0, 1); taking it as an argument keeps the draw
 // testable and the generator choice in one place.
