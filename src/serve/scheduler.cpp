@@ -9,6 +9,7 @@
 #include "generate/sampling.h"
 #include "jetmoe/error.h"
 #include "jetmoe/model.h"
+#include "ops/thread_pool.h"
 #include "serve/metrics.h"
 
 namespace jetmoe::serve {
@@ -194,8 +195,21 @@ void Scheduler::step() {
     return;
   }
   for (auto& [s, n] : advanced) s->filled += n;
-  const int64_t V = model_.config().vocab_size;
-  for (size_t r = 0; r < sampled.size(); ++r) handle_token(*sampled[r], &logits.data[r * static_cast<size_t>(V)]);
+  const auto V = static_cast<size_t>(model_.config().vocab_size);
+  // Sampling a 32000-token row takes tens of microseconds; eight of them
+  // one after another were a quarter of a demo-model step.
+  picks_.resize(sampled.size());
+  model_.model().thread_pool().parallel_for(static_cast<int64_t>(sampled.size()), 1, [&](int64_t r0, int64_t r1) {
+    for (auto r = static_cast<size_t>(r0); r < static_cast<size_t>(r1); ++r) {
+      picks_[r].error.clear();
+      try {
+        pick_token(*sampled[r], &logits.data[r * V], picks_[r]);
+      } catch (const std::exception& e) {
+        picks_[r].error = e.what();
+      }
+    }
+  });
+  for (size_t r = 0; r < sampled.size(); ++r) handle_token(*sampled[r], picks_[r]);
   metrics_.tokens(0, static_cast<int64_t>(sampled.size()));
 }
 
@@ -223,44 +237,58 @@ size_t first_stop(std::string_view text, const std::vector<std::string>& stops) 
 
 }  // namespace
 
-void Scheduler::handle_token(Sequence& s, float* logits) {
+void Scheduler::pick_token(Sequence& s, float* logits, Pick& pick) const {
+  // Per thread, grown once to the vocabulary.
+  struct Scratch {
+    std::vector<float> logprobs, probs;
+    std::vector<int32_t> order;
+    gen::WarpScratch warp;
+  };
+  thread_local Scratch t;
   const SamplingParams& p = s.req->request.sampling;
   const int64_t V = model_.config().vocab_size;
   // The step's row for this sequence, read by nothing after this: bias,
   // penalties and warpers edit it in place (a copy per sequence per step
   // was 5% of a batched step's main thread).
   const std::span<float> scores(logits, static_cast<size_t>(V));
-  TokenLogprob lp;
+  TokenLogprob& lp = pick.lp;
+  lp.top.clear();
   if (p.top_logprobs >= 0) {  // of the model's own distribution: before any edit
-    logprobs_.assign(scores.begin(), scores.end());
-    gen::log_softmax(logprobs_);
+    t.logprobs.assign(scores.begin(), scores.end());
+    gen::log_softmax(t.logprobs);
   }
   for (const auto& [token, bias] : p.logit_bias) scores[static_cast<size_t>(token)] += bias;
   if (p.presence_penalty != 0.0 || p.frequency_penalty != 0.0)
     for (const auto& [token, count] : s.counts)
       scores[static_cast<size_t>(token)] -= static_cast<float>(p.presence_penalty + p.frequency_penalty * count);
-  int32_t token;
   if (p.temperature == 0.0) {
-    token = gen::argmax(scores);
+    lp.token = gen::argmax(scores);
   } else {
     gen::temperature(p.temperature, scores);
-    if (p.top_p < 1.0) gen::top_p(p.top_p, 1, scores, warp_);
-    token = gen::sample_from_scores(scores, s.rng.uniform(), probs_);
+    if (p.top_p < 1.0) gen::top_p(p.top_p, 1, scores, t.warp);
+    lp.token = gen::sample_from_scores(scores, s.rng.uniform(), t.probs);
   }
   if (p.top_logprobs >= 0) {
-    lp.token = token;
-    lp.logprob = logprobs_[static_cast<size_t>(token)];
+    lp.logprob = t.logprobs[static_cast<size_t>(lp.token)];
     if (p.top_logprobs > 0) {
-      order_.resize(static_cast<size_t>(V));
-      for (int32_t i = 0; i < V; ++i) order_[static_cast<size_t>(i)] = i;
+      t.order.resize(static_cast<size_t>(V));
+      for (int32_t i = 0; i < V; ++i) t.order[static_cast<size_t>(i)] = i;
       const auto k = static_cast<size_t>(std::min<int64_t>(p.top_logprobs, V));
-      std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(k), order_.end(), [&](int32_t a, int32_t b) {
-        return logprobs_[static_cast<size_t>(a)] > logprobs_[static_cast<size_t>(b)];
-      });
-      for (size_t i = 0; i < k; ++i) lp.top.emplace_back(order_[i], logprobs_[static_cast<size_t>(order_[i])]);
+      std::partial_sort(t.order.begin(), t.order.begin() + static_cast<std::ptrdiff_t>(k), t.order.end(),
+                        [&](int32_t a, int32_t b) { return t.logprobs[static_cast<size_t>(a)] > t.logprobs[static_cast<size_t>(b)]; });
+      for (size_t i = 0; i < k; ++i) lp.top.emplace_back(t.order[i], t.logprobs[static_cast<size_t>(t.order[i])]);
     }
   }
+}
 
+void Scheduler::handle_token(Sequence& s, Pick& pick) {
+  const SamplingParams& p = s.req->request.sampling;
+  if (!pick.error.empty()) {
+    s.req->push(Event{s.choice, "", {}, FinishReason::Cancelled, "sampling failed: " + pick.error});
+    s.done = true;
+    return;
+  }
+  const int32_t token = pick.lp.token;
   const auto now = Clock::now();
   if (s.generated == 0) {
     if (s.choice == 0) metrics_.time_to_first_token(std::chrono::duration<double>(now - s.req->arrival).count());
@@ -275,7 +303,7 @@ void Scheduler::handle_token(Sequence& s, float* logits) {
 
   Event e;
   e.choice = s.choice;
-  if (p.top_logprobs >= 0) e.logprobs.push_back(std::move(lp));
+  if (p.top_logprobs >= 0) e.logprobs.push_back(std::move(pick.lp));
   const std::vector<std::string>& stops = s.req->request.stop;
   if (std::find(eos_.begin(), eos_.end(), token) != eos_.end()) {
     e.text = s.pending + s.decoder.flush();

@@ -55,7 +55,17 @@ class Scheduler {
   void loop();
   void admit_locked();
   void step();
-  void handle_token(Sequence& s, float* logits);
+  // A step's token for one sequence: what its sampling parameters pick
+  // from its logits row (edited in place). Rows are independent, so a
+  // batch's rows are picked on the model's threads at once.
+  struct Pick {
+    TokenLogprob lp;  // the token, with its logprobs when asked for
+    std::string error;
+  };
+  void pick_token(Sequence& s, float* logits, Pick& pick) const;
+  // The rest, in row order on the scheduler thread: counts, metrics, text,
+  // stop strings and the event.
+  void handle_token(Sequence& s, Pick& pick);
 
   const JetMoeForCausalLM& model_;
   Tokenizer tokenizer_;
@@ -81,10 +91,7 @@ class Scheduler {
   Tensor logits_;
   std::vector<Sequence*> sampled_;
   std::vector<std::pair<Sequence*, int64_t>> advanced_;  // sequence, tokens fed this pass
-  std::vector<float> logprobs_;
-  std::vector<int32_t> order_;
-  std::vector<float> probs_;
-  gen::WarpScratch warp_;
+  std::vector<Pick> picks_;
   std::thread thread_;
 };
 
