@@ -104,6 +104,23 @@ void top_p_by_definition(double p, int64_t keep, std::vector<float>& s) {
   s = out;
 }
 
+void min_p_by_definition(double p, int64_t keep, std::vector<float>& s) {
+  const float mx = *std::max_element(s.begin(), s.end());
+  std::vector<double> prob(s.size());
+  double sum = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    prob[i] = s[i] == -kInf ? 0.0 : std::exp(static_cast<double>(s[i]) - mx);
+    sum += prob[i];
+  }
+  for (double& x : prob) x /= sum;
+  const double threshold = p * *std::max_element(prob.begin(), prob.end());
+  std::vector<int32_t> order(s.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return s[static_cast<size_t>(a)] > s[static_cast<size_t>(b)]; });
+  for (size_t r = static_cast<size_t>(keep); r < s.size(); ++r)
+    if (prob[static_cast<size_t>(order[r])] < threshold) s[static_cast<size_t>(order[r])] = -kInf;
+}
+
 // Scores as a model gives them and as warpers leave them: peaked and flat,
 // with ties, with -inf entries, at lengths that end inside vectors.
 std::vector<std::vector<float>> warper_inputs() {
@@ -124,9 +141,10 @@ std::vector<std::vector<float>> warper_inputs() {
   return inputs;
 }
 
-// The fast warpers rank only the tokens near the cut; they must remove
-// exactly what the definitions remove.
-TEST(LogitsWarpers, TopKAndTopPRemoveWhatTheirDefinitionsRemove) {
+// The fast warpers rank only the tokens near the cut (min-p: none unless
+// min_tokens_to_keep asks); they must remove exactly what the definitions
+// remove.
+TEST(LogitsWarpers, TopKTopPAndMinPRemoveWhatTheirDefinitionsRemove) {
   WarpScratch ws;
   int checked = 0;
   for (const std::vector<float>& input : warper_inputs()) {
@@ -146,8 +164,16 @@ TEST(LogitsWarpers, TopKAndTopPRemoveWhatTheirDefinitionsRemove) {
         ASSERT_EQ(fast, slow) << "top_p " << p << " keep " << keep << " n=" << input.size() << " first " << input[0];
         ++checked;
       }
+    for (double p : {0.001, 0.05, 0.37, 0.9})
+      for (int64_t keep : {1, 7, 300}) {
+        std::vector<float> fast = input, slow = input;
+        min_p(p, keep, fast, ws);
+        min_p_by_definition(p, keep, slow);
+        ASSERT_EQ(fast, slow) << "min_p " << p << " keep " << keep << " n=" << input.size();
+        ++checked;
+      }
   }
-  EXPECT_EQ(checked, 72 * (8 + 16));
+  EXPECT_EQ(checked, 72 * (8 + 16 + 12));
 }
 
 TEST(LogitsWarpers, MinPRemovesTokensBelowAFractionOfTheTop) {

@@ -178,18 +178,32 @@ void top_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpSc
     for (float& x : scores) x = x < floor ? kNegInf : x;  // a select the compiler vectorises
 }
 
+// A token goes when its probability is below p times the top one's (the
+// min_tokens_to_keep best stay): a threshold on each token's mass relative
+// to the maximum's, exp(0) = 1, so no softmax over the vocabulary is
+// sorted unless fewer than min_tokens_to_keep pass it.
 void min_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpScratch& s) {
-  fill_order(scores.size(), s.order);
-  softmax_in_order(scores, s.order, s.probs);
-  const double top = *std::max_element(s.probs.begin(), s.probs.end());
-  const double threshold = p * top;
-  // The min_tokens_to_keep best tokens stay whatever their probability.
-  std::stable_sort(s.order.begin(), s.order.end(),
-                   [&](int32_t a, int32_t b) { return scores[static_cast<size_t>(a)] > scores[static_cast<size_t>(b)]; });
-  for (size_t r = static_cast<size_t>(std::max<int64_t>(min_tokens_to_keep, 0)); r < s.order.size(); ++r) {
-    const auto i = static_cast<size_t>(s.order[r]);
-    if (s.probs[i] < threshold) scores[i] = kNegInf;
+  const size_t n = scores.size();
+  const float mx = max_score(scores);
+  if (!(mx > kNegInf)) return;
+  s.values.resize(n);
+  ops::exp_shifted(scores.data(), static_cast<int64_t>(n), mx, s.values.data());
+  size_t passing = 0;
+  for (float m : s.values) passing += m >= p;
+  const auto keep = static_cast<size_t>(std::clamp<int64_t>(min_tokens_to_keep, 0, static_cast<int64_t>(n)));
+  if (passing < keep) {
+    // The `keep` best ranks (descending, ties lower index first) stay
+    // whatever their probability: marked by a mass of 1.
+    fill_order(n, s.order);
+    std::nth_element(s.order.begin(), s.order.begin() + static_cast<std::ptrdiff_t>(keep - 1), s.order.end(),
+                     [&](int32_t a, int32_t b) {
+                       const float x = scores[static_cast<size_t>(a)], y = scores[static_cast<size_t>(b)];
+                       return x > y || (x == y && a < b);
+                     });
+    for (size_t r = 0; r < keep; ++r) s.values[static_cast<size_t>(s.order[r])] = 1.0f;
   }
+  for (size_t i = 0; i < n; ++i)
+    if (s.values[i] < p) scores[i] = kNegInf;
 }
 
 void typical_p(double mass, int64_t min_tokens_to_keep, std::span<float> scores, WarpScratch& s) {
