@@ -7,7 +7,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <random>
+#include <vector>
 
+#include "generate/logits_processors.h"
+#include "generate/sampling.h"
+#include "jetmoe/generation_config.h"
 #include "jetmoe/kv_cache.h"
 #include "jetmoe/model.h"
 
@@ -103,6 +108,46 @@ TEST(DecodeAllocations, DecodeStepsAllocateNothing) {
     for (int i = 0; i < 4; ++i) step(position++);  // buffers reach their steady size
     Counting counting;
     for (int i = 0; i < steps - 4; ++i) step(position++);
+    EXPECT_EQ(counting.count(), 0);
+  }
+}
+
+// The sampled step's own work (penalties, warpers, the draw) on a
+// 32000-token row allocates nothing either once its scratch has grown: with
+// top-k before top-p (generate's defaults) and top-p alone (the server's),
+// whose near-maximum and all-token paths size the scratch differently.
+TEST(DecodeAllocations, SamplingStepsAllocateNothing) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(32000);
+  for (float& x : logits) x = normal(rng);
+  for (int64_t top_k : {50, 0}) {
+    SCOPED_TRACE(top_k);
+    GenerationConfig c;
+    c.do_sample = true;
+    c.temperature = 0.7;
+    c.top_k = top_k;
+    c.top_p = 0.9;
+    c.min_p = 0.01;
+    c.repetition_penalty = 1.3;
+    std::vector<int32_t> ids = {1, 450, 3186};
+    ids.reserve(64);
+    std::vector<float> scores;
+    scores.reserve(logits.size());
+    gen::WarpScratch warp;
+    std::vector<float> probs;
+    gen::SamplingRng draws(7);
+    auto step = [&](double spread) {
+      scores.assign(logits.begin(), logits.end());
+      for (float& x : scores) x *= static_cast<float>(spread);
+      gen::apply_processors(c, ids, 3, scores);
+      gen::apply_warpers(c, 1, scores, warp);
+      ids.push_back(gen::sample_from_scores(scores, draws.uniform(), probs));
+    };
+    step(0.05);  // flat: top-p ranks every token
+    step(1.0);
+    Counting counting;
+    for (int i = 0; i < 16; ++i) step(i % 2 ? 1.0 : 0.05);
     EXPECT_EQ(counting.count(), 0);
   }
 }

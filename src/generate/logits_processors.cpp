@@ -35,14 +35,20 @@ void fill_order(size_t n, std::vector<int32_t>& order) {
 
 void repetition_penalty(std::span<const int32_t> ids, double penalty, std::span<float> scores) {
   // transformers gathers every id's score first and scatters afterwards, so a
-  // repeated id is penalised once.
+  // repeated id is penalised once: each copy writes the same value. The
+  // gathered scores live per thread, room for a 4096-token context made at
+  // once, so decode steps do not allocate as the sequence grows.
+  thread_local std::vector<float> gathered;
   const float p = static_cast<float>(penalty);
-  std::vector<bool> seen(scores.size(), false);
+  if (gathered.capacity() < ids.size()) gathered.reserve(std::max<size_t>(4096, 2 * ids.size()));
+  gathered.clear();
   for (int32_t id : ids) {
     const auto i = static_cast<size_t>(id);
-    if (i >= scores.size() || seen[i]) continue;
-    seen[i] = true;
-    scores[i] = scores[i] < 0 ? scores[i] * p : scores[i] / p;
+    gathered.push_back(i < scores.size() ? scores[i] : 0.0f);
+  }
+  for (size_t j = 0; j < ids.size(); ++j) {
+    const auto i = static_cast<size_t>(ids[j]);
+    if (i < scores.size()) scores[i] = gathered[j] < 0 ? gathered[j] * p : gathered[j] / p;
   }
 }
 
