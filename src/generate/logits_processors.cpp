@@ -130,7 +130,7 @@ void top_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpSc
     range = kRange;
   }
   // Monotone in the score: equal scores share a bucket, higher buckets rank higher.
-  std::vector<int32_t>& bucket = s.members;
+  std::vector<int32_t>& bucket = s.buckets;
   bucket.resize(candidates.size());
   s.probs.assign(kBuckets, 0.0);
   std::vector<double>& bucket_mass = s.probs;
@@ -159,15 +159,12 @@ void top_p(double p, int64_t min_tokens_to_keep, std::span<float> scores, WarpSc
     ranked_above = 0;
     above = 0;
   }
-  // The ranked tokens, in the scratch that held their buckets: token ids
-  // never outnumber candidates, and each bucket is read before it is
-  // overwritten.
-  std::vector<int32_t>& ranked_ids = s.members;
-  size_t k = 0;
+  std::vector<int32_t>& ranked_ids = s.ranked;
+  ranked_ids.clear();
+  ranked_ids.reserve(candidates.size());  // grows with the candidates, as the buckets do
   for (size_t j = 0; j < candidates.size(); ++j)
-    if (cut < 0 || bucket[j] == cut) ranked_ids[k++] = candidates[j];
+    if (cut < 0 || bucket[j] == cut) ranked_ids.push_back(candidates[j]);
     else if (bucket[j] < cut) scores[static_cast<size_t>(candidates[j])] = kNegInf;
-  ranked_ids.resize(k);
   // Descending; ties rank as the stable ascending sort leaves them (the
   // higher index above).
   std::sort(ranked_ids.begin(), ranked_ids.end(), [&](int32_t a, int32_t b) {

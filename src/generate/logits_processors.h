@@ -16,7 +16,7 @@ struct WarpScratch {
   std::vector<int32_t> order;
   std::vector<float> values;
   std::vector<double> probs;
-  std::vector<int32_t> members;
+  std::vector<int32_t> buckets, ranked;  // top_p: each candidate's bucket; the tokens it sorts
 };
 
 // `ids` is the whole row so far (prompt with its padding, then new tokens).
