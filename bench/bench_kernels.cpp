@@ -96,6 +96,15 @@ double fma_peak_gflop_s() {
   return peak;
 }
 
+// GFLOP/s of a benchmark doing `flops` per iteration, and with the FMA peak
+// known (`peak` > 0) its fraction of it.
+void report_flops(benchmark::State& state, double flops, double seconds, double peak) {
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  if (peak <= 0.0) return;
+  state.counters["fma_peak_GFLOP/s"] = peak;
+  state.counters["of_peak"] = flops * static_cast<double>(state.iterations()) * 1e-9 / seconds / peak;
+}
+
 // Several experts' worth of weights, more than the last-level cache, so each
 // call streams from memory as decode does.
 struct Weights {
@@ -138,14 +147,10 @@ void run(benchmark::State& state, Quant q, Compute c) {
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   state.SetBytesProcessed(bytes);
-  const double flops = 2.0 * static_cast<double>(M * N * K);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_flops(state, 2.0 * static_cast<double>(M * N * K), seconds, peak);
   if (M == 1) {
     state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes) * 1e-9, benchmark::Counter::kIsRate);
     state.counters["read_bw_GB/s"] = bw;
-  } else if (peak > 0.0) {
-    state.counters["fma_peak_GFLOP/s"] = peak;
-    state.counters["of_peak"] = flops * static_cast<double>(state.iterations()) * 1e-9 / seconds / peak;
   }
 }
 
@@ -184,16 +189,11 @@ void BM_OutputHead(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double flops = 2.0 * static_cast<double>(M * N * K);
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  report_flops(state, 2.0 * static_cast<double>(M * N * K), seconds, peak);
   // Weight bytes per call: at one sequence the head is a stream of weights.
   state.counters["GB/s"] = benchmark::Counter(static_cast<double>(weight_bytes(m)) * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
   state.counters["packed"] = packed.empty() ? 0.0 : 1.0;
-  if (peak > 0.0) {
-    state.counters["fma_peak_GFLOP/s"] = peak;
-    state.counters["of_peak"] = flops * static_cast<double>(state.iterations()) * 1e-9 / seconds / peak;
-  }
 }
 BENCHMARK(BM_OutputHead)->ArgsProduct({{1, 8}, {128, 2048}})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
