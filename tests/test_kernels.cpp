@@ -184,7 +184,7 @@ TEST(Kernels, QuantizedMatmulMatchesDequantizedReference) {
   ThreadPool one(1), two(2);
   for (ThreadPool* pool : {&one, &two})
     for (Quant q : {Quant::Q8_0, Quant::Q4_0})
-      for (int64_t M : {1, 2, 3, 4, 5, 17})
+      for (int64_t M : {1, 2, 3, 4, 5, 12, 17, 20, 37})
         for (int64_t N : {1, 7, 61})
           for (int64_t K : {64, 192}) check_quant_matmul(*pool, q, M, N, K, rng);
   // Long rows run in several K blocks, in a strip and in the tail (8 and 21 = 16 + 5).
@@ -226,63 +226,84 @@ TEST(Kernels, Bf16ComputeMatchesBf16RoundedReference) {
       }
 }
 
+// y = sum over blocks of dx * dw * (the integer dot of the block's codes),
+// checked to f32 rounding: far tighter than the bound on quantising x above
+// allows, so a kernel that scaled a block by another's dx or dw, or dropped
+// or repeated codes, fails.
+void expect_scaled_integer_dots(ThreadPool& pool, Quant q, int64_t M, int64_t N, int64_t K, std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "q" << (q == Quant::Q8_0 ? 8 : 4) << " M=" << M << " N=" << N << " K=" << K);
+  const Quantized qw = quantize(pool, q, random_bf16(N * K, rng), N, K);
+  const auto x = random_f32(M * K, rng);
+  std::vector<int8_t> xq(static_cast<size_t>(M * K));
+  std::vector<float> xs(static_cast<size_t>(M * K / 4)), y(static_cast<size_t>(M * N)), wrow(static_cast<size_t>(K));
+  std::vector<int32_t> start(static_cast<size_t>(M * K / 4));
+  quantize_activations(x.data(), M, K, q, xq.data(), xs.data(), start.data());
+  matmul(pool, x.data(), M, qw.w, y.data());
+  for (int64_t n = 0; n < N; ++n) {
+    const uint16_t* ws = qw.scales.data() + n * K / kQuantBlock;
+    dequantize_row(q, qw.quants.data() + n * quant_row_bytes(q, K), ws, K, wrow.data());
+    for (int64_t m = 0; m < M; ++m) {
+      double ref = 0, magnitude = 0;
+      for (int64_t b = 0; b < K / kQuantBlock; ++b) {
+        const double dw = f16_to_f32(ws[b]), dx = xs[static_cast<size_t>(m * K / 4 + b * 8)];
+        int64_t dot = 0;
+        for (int64_t i = b * kQuantBlock; i < (b + 1) * kQuantBlock; ++i)
+          dot += xq[static_cast<size_t>(m * K + i)] * (dw != 0 ? std::lround(wrow[static_cast<size_t>(i)] / dw) : 0);
+        ref += dx * dw * static_cast<double>(dot);
+        magnitude += std::fabs(dx * dw * static_cast<double>(dot));
+      }
+      ASSERT_NEAR(y[static_cast<size_t>(m * N + n)], ref, 4e-6 * magnitude + 1e-9) << "y[" << m << ", " << n << "]";
+    }
+  }
+}
+
+struct Shape {
+  int64_t N, K;
+};
+
 // Decode (M <= 4) on the SIMD paths is defined as integer dot products of the
-// quantised activations and codes per block, scaled by dx * dw: checked to
-// f32 rounding, far tighter than the bound on quantising x above allows.
-// 1031 rows split into many thread chunks with ragged ends, so every output
-// must come from its own weight row whatever order the tiles take them in.
+// quantised activations and codes per block, scaled by dx * dw. 1031 rows
+// split into many thread chunks with ragged ends, so every output must come
+// from its own weight row whatever order the tiles take them in.
 TEST(Kernels, QuantizedDecodeIsTheScaledIntegerDotPerBlock) {
   const CpuFeatures& cpu = cpu_features();
   if (!(cpu.avx512 ? cpu.avx512_vnni : cpu.avx2_fma)) GTEST_SKIP() << "no integer dot product kernels on this CPU";
   std::mt19937 rng(11);
   ThreadPool pool(2);
-  struct Shape {
-    int64_t N, K;
-  };
   for (Quant q : {Quant::Q8_0, Quant::Q4_0})
     for (int64_t M : {1, 2, 3, 4})
-      for (const Shape shape : {Shape{37, 192}, Shape{37, 4224}, Shape{1031, 256}}) {
-        const int64_t N = shape.N, K = shape.K;
-        SCOPED_TRACE(::testing::Message() << "q" << (q == Quant::Q8_0 ? 8 : 4) << " M=" << M << " N=" << N << " K=" << K);
-        const Quantized qw = quantize(pool, q, random_bf16(N * K, rng), N, K);
-        const auto x = random_f32(M * K, rng);
-        std::vector<int8_t> xq(static_cast<size_t>(M * K));
-        std::vector<float> xs(static_cast<size_t>(M * K / 4)), y(static_cast<size_t>(M * N)), wrow(static_cast<size_t>(K));
-        std::vector<int32_t> start(static_cast<size_t>(M * K / 4));
-        quantize_activations(x.data(), M, K, q, xq.data(), xs.data(), start.data());
-        matmul(pool, x.data(), M, qw.w, y.data());
-        for (int64_t n = 0; n < N; ++n) {
-          const uint16_t* ws = qw.scales.data() + n * K / kQuantBlock;
-          dequantize_row(q, qw.quants.data() + n * quant_row_bytes(q, K), ws, K, wrow.data());
-          for (int64_t m = 0; m < M; ++m) {
-            double ref = 0, magnitude = 0;
-            for (int64_t b = 0; b < K / kQuantBlock; ++b) {
-              const double dw = f16_to_f32(ws[b]), dx = xs[static_cast<size_t>(m * K / 4 + b * 8)];
-              int64_t dot = 0;
-              for (int64_t i = b * kQuantBlock; i < (b + 1) * kQuantBlock; ++i)
-                dot += xq[static_cast<size_t>(m * K + i)] * (dw != 0 ? std::lround(wrow[static_cast<size_t>(i)] / dw) : 0);
-              ref += dx * dw * static_cast<double>(dot);
-              magnitude += std::fabs(dx * dw * static_cast<double>(dot));
-            }
-            ASSERT_NEAR(y[static_cast<size_t>(m * N + n)], ref, 4e-6 * magnitude + 1e-9) << "y[" << m << ", " << n << "]";
-          }
-        }
-      }
+      for (const Shape shape : {Shape{37, 192}, Shape{37, 4224}, Shape{1031, 256}})
+        expect_scaled_integer_dots(pool, q, M, shape.N, shape.K, rng);
+}
+
+// Q4_0 prefill on AVX512_VNNI is the same integer dot per block, through the
+// outer-product tiles over strips of 16 rows: whole strips, a strip pair and
+// a lone strip, partly filled strips (12, 37 = 2 x 16 + 5) and the short
+// tails that go through the dot tiles (20 = 16 + 4, 52 = 3 x 16 + 4). 101 and
+// 1031 rows leave ragged 6-row tiles at the end of a thread's chunk.
+TEST(Kernels, Q4PrefillIsTheScaledIntegerDotPerBlock) {
+  if (!cpu_features().avx512_vnni) GTEST_SKIP() << "the integer prefill tiles need AVX512_VNNI";
+  std::mt19937 rng(13);
+  ThreadPool pool(2);
+  for (int64_t M : {12, 16, 20, 32, 37, 52})
+    for (const Shape shape : {Shape{37, 192}, Shape{101, 4224}, Shape{1031, 256}})
+      expect_scaled_integer_dots(pool, Quant::Q4_0, M, shape.N, shape.K, rng);
 }
 
 TEST(Kernels, QuantizedMatmulSameResultWhateverThreads) {
   std::mt19937 rng(3);
   ThreadPool p1(1), p3(3);
-  const int64_t M = 6, N = 77, K = 256;
-  const auto w = random_bf16(N * K, rng);
-  const auto x = random_f32(M * K, rng);
-  for (Quant q : {Quant::Q8_0, Quant::Q4_0}) {
-    const Quantized qw = quantize(p1, q, w, N, K);
-    std::vector<float> y1(M * N), y3(M * N);
-    matmul(p1, x.data(), M, qw.w, y1.data());
-    matmul(p3, x.data(), M, qw.w, y3.data());
-    EXPECT_EQ(y1, y3);
-  }
+  const int64_t N = 77, K = 256;
+  for (int64_t M : {6, 37})
+    for (Quant q : {Quant::Q8_0, Quant::Q4_0}) {
+      const auto w = random_bf16(N * K, rng);
+      const auto x = random_f32(M * K, rng);
+      const Quantized qw = quantize(p1, q, w, N, K);
+      std::vector<float> y1(static_cast<size_t>(M * N)), y3(static_cast<size_t>(M * N));
+      matmul(p1, x.data(), M, qw.w, y1.data());
+      matmul(p3, x.data(), M, qw.w, y3.data());
+      EXPECT_EQ(y1, y3) << "M=" << M;
+    }
 }
 
 // Which tile shape computes an output depends on where the thread split

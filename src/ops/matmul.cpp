@@ -160,6 +160,23 @@ const float* strips_of(const float* x, int64_t M, int64_t K, int64_t strip_rows)
   return xt.data();
 }
 
+// The quantised rows' strips for the integer outer-product tiles
+// (kernels::avx512_quant_strips), made once per matmul and read by every
+// thread. The buffers are per calling thread and only grow.
+kernels::QuantizedStrips quantized_strips_of(const kernels::QuantizedActivations& x, int64_t strip_rows, int64_t K) {
+  thread_local std::vector<uint8_t> q;
+  thread_local std::vector<float> scale;
+  thread_local std::vector<int32_t> start;
+  const auto codes = static_cast<size_t>((strip_rows + kernels::kStrip - 1) / kernels::kStrip * kernels::kStrip * K);
+  if (q.size() < codes) {
+    q.resize(codes);
+    scale.resize(codes / kQuantBlock);
+    start.resize(codes / kQuantBlock);
+  }
+  kernels::avx512_quant_strips(x, strip_rows, K, q.data(), scale.data(), start.data());
+  return {q.data(), scale.data(), start.data()};
+}
+
 // Each worker thread's f32 panel (kPanelFloats) for the GEMM kernels.
 float* thread_panel() {
   thread_local std::vector<float> panel(static_cast<size_t>(kernels::kPanelFloats));
@@ -201,20 +218,34 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   const CpuFeatures& cpu = cpu_features();
   if (!cpu.avx512) return avx2_matmul(pool, x, M, w, y);
   const int64_t K = w.cols;
-  if (w.quant != Quant::None && M > kernels::kGemvMaxRows && cpu.avx512_bf16) {
+  if (w.quant == Quant::Q8_0 && M > kernels::kGemvMaxRows && cpu.avx512_bf16) {
     thread_local std::vector<uint16_t> xb;
     if (xb.size() < static_cast<size_t>(M * K)) xb.resize(static_cast<size_t>(M * K));
     kernels::avx512_round_bf16(x, M * K, xb.data());
     const uint16_t* xbp = xb.data();
     pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
       thread_local std::vector<uint16_t> panel(static_cast<size_t>(kernels::kQuantPanelElems));
-      kernels::avx512_quant_gemm_bf16(xbp, M, w, n0, n1, y, panel.data());
+      kernels::avx512_q8_gemm_bf16(xbp, M, w, n0, n1, y, panel.data());
     });
     return true;
   }
   if (w.quant != Quant::None) {
     if (!cpu.avx512_vnni) return false;
     const kernels::QuantizedActivations acts = quantized_activations(x, M, K, w.quant);
+    if (w.quant == Quant::Q4_0 && M >= kernels::kAvx512Q4OuterMinRows) {
+      const kernels::QuantizedStrips strips = quantized_strips_of(acts, kernels::avx512_strip_rows(M), K);
+      pool.parallel_for(w.rows, kernels::kPanelRows, [&](int64_t n0, int64_t n1) {
+        // Per worker; grows only, so a later prefill reuses it.
+        thread_local std::vector<uint8_t> codes;
+        thread_local std::vector<float> scales;
+        if (codes.size() < static_cast<size_t>(kernels::kPanelRows * K)) {
+          codes.resize(static_cast<size_t>(kernels::kPanelRows * K));
+          scales.resize(static_cast<size_t>(kernels::kPanelRows * K / kQuantBlock));
+        }
+        kernels::avx512_q4_gemm(acts, strips, M, w, n0, n1, y, codes.data(), scales.data());
+      });
+      return true;
+    }
     pool.parallel_for(w.rows, grain(pool, M, w.rows),
                       [&](int64_t n0, int64_t n1) { kernels::avx512_quant_dot(acts, M, w, n0, n1, y); });
     return true;

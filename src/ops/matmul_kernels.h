@@ -64,15 +64,39 @@ struct QuantizedActivations {
 // Q8_0 / Q4_0 weights (w.quant) times quantised activations: vpdpbusd.
 void avx512_quant_dot(const QuantizedActivations& x, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y);
 
-// Prefill with quantised weights: each 48-row panel is dequantised to bf16
-// once (d * (q - offset), rounded) and multiplied with bf16-rounded
-// activations by the vdpbf16ps tiles, twice the MACs per instruction of the
-// integer tiles once their per-block scaling is counted. `panel` holds
+// Q8_0 prefill on AVX512_BF16: each 48-row panel is dequantised to bf16 once
+// (d * (q - 128), rounded) and multiplied with bf16-rounded activations by
+// the vdpbf16ps tiles. The integer tiles below ran 1.6x faster for Q8_0 too
+// (jetmoe-8b prefill 87 against 55 tok/s on Zen 4), but quantising the
+// activations to 8 bits as well took the golden fixtures' mean KL from
+// 5e-4 to 1.4e-2, past the 1e-3 that 8-bit weights are held to; 4-bit
+// weights' own error is far larger than the activations'. `panel` holds
 // kQuantPanelElems bf16 values of per-thread scratch.
 constexpr int64_t kQuantPanelKc = 2048;
 constexpr int64_t kQuantPanelElems = kPanelRows * kQuantPanelKc;
-void avx512_quant_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
-                            uint16_t* panel);
+void avx512_q8_gemm_bf16(const uint16_t* xb, int64_t M, const WeightMatrix& w, int64_t n0, int64_t n1, float* y,
+                         uint16_t* panel);
+
+// Q4_0 prefill on AVX512_VNNI from kAvx512Q4OuterMinRows rows: integer
+// outer-product tiles over x's quantised rows regrouped into strips of 16
+// (avx512_quant_strips, made once per matmul and read by every thread): per
+// strip and block of 32 columns, 8 vectors of [16 rows][4 codes], then the
+// rows' dx and starts as [16] each; rows past M are zero. Each 48-row panel
+// is unpacked to a code per byte first (`codes`: kPanelRows * K bytes of
+// per-thread scratch, `scales`: kPanelRows * K / 32 floats). A last group of
+// 4 rows or fewer goes through the avx512_quant_dot tiles instead, as do
+// matrices of fewer rows, where strips would be mostly empty (on Zen 4 the
+// dot tiles were as fast at 12 rows, faster below).
+struct QuantizedStrips {
+  const uint8_t* q = nullptr;      // [strips, K / 32, 8, 16, 4]
+  const float* scale = nullptr;    // [strips, K / 32, 16]
+  const int32_t* start = nullptr;  // [strips, K / 32, 16]
+};
+constexpr int64_t kAvx512Q4OuterMinRows = 12;
+void avx512_quant_strips(const QuantizedActivations& x, int64_t M, int64_t K, uint8_t* q, float* scale,
+                         int32_t* start);
+void avx512_q4_gemm(const QuantizedActivations& x, const QuantizedStrips& xs, int64_t M, const WeightMatrix& w,
+                    int64_t n0, int64_t n1, float* y, uint8_t* codes, float* scales);
 
 // Exact-mode prefill on AVX-512 from kAvx512OuterMinRows rows: outer-product
 // tiles, any unquantised weights widened to f32 per panel, over x's strips
