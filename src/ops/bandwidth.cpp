@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <vector>
 
 #include "ops/page_buffer.h"
 #include "ops/thread_pool.h"
@@ -35,14 +36,19 @@ double measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int passes) {
   pool.parallel_for(words, 1 << 16, [&](int64_t a, int64_t b) { std::fill(buffer + a, buffer + b, a); });
   const int64_t chunk = words / (8 * pool.size()) + 1;
   std::atomic<uint64_t> sink{0};
-  double best = 0.0;
+  passes = std::max(passes, 1);
+  std::vector<double> rates;
   for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
     pool.parallel_for(words, chunk, [&](int64_t a, int64_t b) { sink += sum_words(buffer + a, b - a); });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, static_cast<double>(words * 8) / s / 1e9);
+    rates.push_back(static_cast<double>(words * 8) / s / 1e9);
   }
-  return best;
+  // Near the best, not the best: once in a few runs on a VM one pass read
+  // ~1.8x the others (63 GB/s where the rest gave 35), which halved that
+  // bench's roofline fraction. The 90th percentile skips such a pass.
+  std::sort(rates.begin(), rates.end());
+  return rates[static_cast<size_t>(passes - 1 - passes / 10)];
 }
 
 }  // namespace jetmoe::ops
