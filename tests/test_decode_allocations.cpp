@@ -76,7 +76,7 @@ TEST(DecodeAllocations, DecodeStepsAllocateNothing) {
   for (const Mode& mode : modes) {
     SCOPED_TRACE(mode.name);
     const auto lm = JetMoeForCausalLM::from_pretrained(JETMOE_MODELS_DIR "/jetmoe-kjv-tiny", mode.options);
-    const int64_t V = lm->config().vocab_size, rows = 4, prompt = 5, steps = 20;
+    const int64_t V = lm->config().vocab_size, rows = 4, prompt = 5, steps = 24;
     KVCache cache(lm->config(), rows, prompt + steps + 1);
     TokenBatch batch;
     std::vector<int64_t> logit_rows;
@@ -105,9 +105,9 @@ TEST(DecodeAllocations, DecodeStepsAllocateNothing) {
       lm->forward_batch(batch, cache, logit_rows, logits);
     };
     int32_t position = prompt;
-    for (int i = 0; i < 4; ++i) step(position++);  // buffers reach their steady size
+    for (int i = 0; i < 8; ++i) step(position++);  // buffers reach their steady size
     Counting counting;
-    for (int i = 0; i < steps - 4; ++i) step(position++);
+    for (int i = 0; i < steps - 8; ++i) step(position++);
     EXPECT_EQ(counting.count(), 0);
   }
 }

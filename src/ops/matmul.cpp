@@ -131,6 +131,13 @@ int64_t grain(const ThreadPool& pool, int64_t M, int64_t N) {
   return M > kernels::kGemvMaxRows ? kernels::kPanelRows : gemv_grain(pool, N);
 }
 
+// Elements of per-thread activation scratch for M rows of K: never fewer
+// than a decode step's kGemvMaxRows rows, so the first decode matmul a thread
+// runs sizes it for every later one. Small experts run as whole tasks on
+// whichever thread takes them (model/moe.cpp), and how many rows each gets
+// varies with the routing.
+size_t scratch_elems(int64_t M, int64_t K) { return static_cast<size_t>(std::max(M, kernels::kGemvMaxRows) * K); }
+
 // x's rows quantised per block of 32 for the integer kernels, once per
 // matmul and read by every thread. The buffers are per calling thread and
 // only grow, so the per-token path does not allocate.
@@ -138,7 +145,7 @@ kernels::QuantizedActivations quantized_activations(const float* x, int64_t M, i
   thread_local std::vector<int8_t> q;
   thread_local std::vector<float> scale;
   thread_local std::vector<int32_t> start;
-  const auto n = static_cast<size_t>(M * K);
+  const size_t n = scratch_elems(M, K);
   if (q.size() < n) {
     q.resize(n);
     scale.resize(n / 4);
@@ -254,7 +261,7 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
     // Rounded once here, read by every thread; grows only, so the per-token
     // path does not allocate.
     thread_local std::vector<uint16_t> xb;
-    if (xb.size() < static_cast<size_t>(M * K)) xb.resize(static_cast<size_t>(M * K));
+    if (xb.size() < scratch_elems(M, K)) xb.resize(scratch_elems(M, K));
     kernels::avx512_round_bf16(x, M * K, xb.data());
     const uint16_t* xbp = xb.data();
     pool.parallel_for(w.rows, grain(pool, M, w.rows),
@@ -263,7 +270,7 @@ bool simd_matmul(ThreadPool& pool, const float* x, int64_t M, const WeightMatrix
   }
   if (w.dtype == DType::BF16 && M <= kernels::kGemvMaxRows && cpu.avx512_bf16) {
     thread_local std::vector<uint16_t> parts;
-    if (parts.size() < static_cast<size_t>(3 * M * K)) parts.resize(static_cast<size_t>(3 * M * K));
+    if (parts.size() < 3 * scratch_elems(M, K)) parts.resize(3 * scratch_elems(M, K));
     uint16_t* p = parts.data();
     kernels::avx512_split_bf16x3(x, M * K, p, p + M * K, p + 2 * M * K);
     pool.parallel_for(w.rows, grain(pool, M, w.rows),
