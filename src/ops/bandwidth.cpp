@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <vector>
 
 #include "ops/page_buffer.h"
 #include "ops/thread_pool.h"
@@ -36,19 +35,14 @@ double measure_read_bandwidth(ThreadPool& pool, int64_t bytes, int passes) {
   pool.parallel_for(words, 1 << 16, [&](int64_t a, int64_t b) { std::fill(buffer + a, buffer + b, a); });
   const int64_t chunk = words / (8 * pool.size()) + 1;
   std::atomic<uint64_t> sink{0};
-  passes = std::max(passes, 1);
-  std::vector<double> rates;
+  double best = 0.0;
   for (int pass = 0; pass < passes; ++pass) {
     const auto t0 = std::chrono::steady_clock::now();
     pool.parallel_for(words, chunk, [&](int64_t a, int64_t b) { sink += sum_words(buffer + a, b - a); });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rates.push_back(static_cast<double>(words * 8) / s / 1e9);
+    best = std::max(best, static_cast<double>(words * 8) / s / 1e9);
   }
-  // Near the best, not the best: once in a few runs on a VM one pass read
-  // ~1.8x the others (63 GB/s where the rest gave 35), which halved that
-  // bench's roofline fraction. The 90th percentile skips such a pass.
-  std::sort(rates.begin(), rates.end());
-  return rates[static_cast<size_t>(passes - 1 - passes / 10)];
+  return best;
 }
 
 }  // namespace jetmoe::ops
