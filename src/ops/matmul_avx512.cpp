@@ -521,6 +521,18 @@ void dequantize_q8_panel_bf16(const uint8_t* w, int64_t ldw, const uint16_t* ws,
 // (2 threads) it ran 1.6-2x their GOP/s at 32 and 128 rows.
 constexpr int kQuantOuterRows = 6;  // MV x 6 int32 and MV x 6 f32 accumulators
 
+// An outer-product tile's results: lanes holds MV x Rows vectors,
+// [v][n][16], lane l of vector (v, n) being row 16 v + l's sum for column n.
+// y[row][0 .. ncols) (+)= them for the first `valid` rows.
+template <int Rows>
+inline void store_outer(const float* lanes, int64_t valid, int64_t ncols, float* y, int64_t ldy, bool add) {
+  for (int64_t l = 0; l < valid; ++l) {
+    const float* src = lanes + l / kStrip * Rows * kStrip + l % kStrip;
+    float* out = y + l * ldy;
+    for (int64_t n = 0; n < ncols; ++n) out[n] = add ? out[n] + src[n * kStrip] : src[n * kStrip];
+  }
+}
+
 // One block's integer dots: acc[v][n] starts at strip v's -offset * sum(x)
 // and gains the codes of weight row n, columns [4j, 4j + 4) of the block, for
 // j < 8.
@@ -590,10 +602,7 @@ void outer_quant(const uint8_t* xq, const float* xd, const int32_t* x0, int64_t 
   for (int v = 0; v < MV; ++v)
 #pragma GCC unroll 6
     for (int n = 0; n < kQuantOuterRows; ++n) _mm512_store_ps(lanes + (v * kQuantOuterRows + n) * kStrip, acc[v][n]);
-  for (int64_t l = 0; l < valid; ++l) {
-    const float* src = lanes + l / kStrip * kQuantOuterRows * kStrip + l % kStrip;
-    for (int64_t n = 0; n < ncols; ++n) y[l * ldy + n] = src[n * kStrip];
-  }
+  store_outer<kQuantOuterRows>(lanes, valid, ncols, y, ldy, false);
 }
 
 }  // namespace
@@ -612,17 +621,6 @@ inline int64_t outer_padded(int64_t rows) { return (rows + kOuterRows - 1) / kOu
 // A last group of 4 rows or fewer goes through the dot tiles instead of a
 // mostly empty strip.
 inline int64_t outer_tail(int64_t M) { return M % kStrip != 0 && M % kStrip <= kGemvMaxRows ? M % kStrip : 0; }
-
-// lanes holds MV x kOuterRows vectors, [v][n][16]: lane l of vector (v, n)
-// is row 16 v + l's sum for column n. y[row][0 .. ncols) (+)= them for the
-// first `valid` rows.
-inline void store_outer(const float* lanes, int64_t valid, int64_t ncols, float* y, int64_t ldy, bool add) {
-  for (int64_t l = 0; l < valid; ++l) {
-    const float* src = lanes + l / kStrip * kOuterRows * kStrip + l % kStrip;
-    float* out = y + l * ldy;
-    for (int64_t n = 0; n < ncols; ++n) out[n] = add ? out[n] + src[n * kStrip] : src[n * kStrip];
-  }
-}
 
 // kOuterRows f32 weight rows (ldw apart) times MV strips (sstride floats
 // apart, [kl][16] each) over kl columns.
@@ -650,7 +648,7 @@ void outer_f32(const float* xt, int64_t sstride, const float* w, int64_t ldw, in
   for (int v = 0; v < MV; ++v)
 #pragma GCC unroll 12
     for (int n = 0; n < kOuterRows; ++n) _mm512_store_ps(lanes + (v * kOuterRows + n) * kStrip, acc[v][n]);
-  store_outer(lanes, valid, ncols, y, ldy, add);
+  store_outer<kOuterRows>(lanes, valid, ncols, y, ldy, add);
 }
 
 // Rows [rows, padded) of a panel of row length kl set to zero.
