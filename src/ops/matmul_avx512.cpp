@@ -521,11 +521,15 @@ void dequantize_q8_panel_bf16(const uint8_t* w, int64_t ldw, const uint16_t* ws,
 // (2 threads) it ran 1.6-2x their GOP/s at 32 and 128 rows.
 constexpr int kQuantOuterRows = 6;  // MV x 6 int32 and MV x 6 f32 accumulators
 
-// An outer-product tile's results: lanes holds MV x Rows vectors,
-// [v][n][16], lane l of vector (v, n) being row 16 v + l's sum for column n.
-// y[row][0 .. ncols) (+)= them for the first `valid` rows.
-template <int Rows>
-inline void store_outer(const float* lanes, int64_t valid, int64_t ncols, float* y, int64_t ldy, bool add) {
+// An outer-product tile's results: lane l of acc[v][n] is row 16 v + l's
+// sum for column n. y[row][0 .. ncols) (+)= them for the first `valid` rows.
+template <int MV, int Rows>
+inline void store_outer(const __m512 (&acc)[MV][Rows], int64_t valid, int64_t ncols, float* y, int64_t ldy, bool add) {
+  alignas(64) float lanes[MV * Rows * kStrip];
+#pragma GCC unroll 2
+  for (int v = 0; v < MV; ++v)
+#pragma GCC unroll 12
+    for (int n = 0; n < Rows; ++n) _mm512_store_ps(lanes + (v * Rows + n) * kStrip, acc[v][n]);
   for (int64_t l = 0; l < valid; ++l) {
     const float* src = lanes + l / kStrip * Rows * kStrip + l % kStrip;
     float* out = y + l * ldy;
@@ -597,12 +601,7 @@ void outer_quant(const uint8_t* xq, const float* xd, const int32_t* x0, int64_t 
     block_dots<MV>(xq + b * 32 * kStrip, sq, x0 + b * kStrip, s0, block, dots);
     scale_into(dots, b);
   }
-  alignas(64) float lanes[MV * kQuantOuterRows * kStrip];
-#pragma GCC unroll 2
-  for (int v = 0; v < MV; ++v)
-#pragma GCC unroll 6
-    for (int n = 0; n < kQuantOuterRows; ++n) _mm512_store_ps(lanes + (v * kQuantOuterRows + n) * kStrip, acc[v][n]);
-  store_outer<kQuantOuterRows>(lanes, valid, ncols, y, ldy, false);
+  store_outer(acc, valid, ncols, y, ldy, false);
 }
 
 }  // namespace
@@ -643,12 +642,7 @@ void outer_f32(const float* xt, int64_t sstride, const float* w, int64_t ldw, in
       for (int v = 0; v < MV; ++v) acc[v][n] = _mm512_fmadd_ps(xv[v], wv, acc[v][n]);
     }
   }
-  alignas(64) float lanes[MV * kOuterRows * kStrip];
-#pragma GCC unroll 2
-  for (int v = 0; v < MV; ++v)
-#pragma GCC unroll 12
-    for (int n = 0; n < kOuterRows; ++n) _mm512_store_ps(lanes + (v * kOuterRows + n) * kStrip, acc[v][n]);
-  store_outer<kOuterRows>(lanes, valid, ncols, y, ldy, add);
+  store_outer(acc, valid, ncols, y, ldy, add);
 }
 
 // Rows [rows, padded) of a panel of row length kl set to zero.
