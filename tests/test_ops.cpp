@@ -615,7 +615,8 @@ TEST(Ops, AttentionMatchesNaiveReference) {
 // Sequences longer than one key block, head sizes that the SIMD kernel takes
 // (multiples of 8, some above its 64-float register piece) and one it leaves
 // to the portable code, three query heads per KV head, holes in the mask
-// straddling block edges, NaN garbage in the masked slots.
+// straddling block and tile edges, whole masked blocks and tiles, NaN
+// garbage in the masked slots.
 TEST(Ops, AttentionAcrossKeyBlocksAndHeadSizes) {
   const int64_t B = 2, T = 37, Hq = 6, Hkv = 2, past = 29, capacity = 70;
   for (int64_t d : {8, 20, 24, 128, 160}) {
@@ -625,7 +626,12 @@ TEST(Ops, AttentionAcrossKeyBlocksAndHeadSizes) {
     std::vector<float> keys = uniform_values(static_cast<size_t>(B * capacity * Hkv * d), 2.0f, rng);
     std::vector<float> values = uniform_values(keys.size(), 2.0f, rng);
     std::vector<int32_t> mask(static_cast<size_t>(B * capacity), 1);
-    for (int64_t s : {0, 1, 15, 16, 17, 40}) mask[static_cast<size_t>(capacity + s)] = 0;  // row 1: holes
+    for (int64_t s : {0, 1, 15, 16, 17, 31, 32, 33, 40}) mask[static_cast<size_t>(capacity + s)] = 0;  // row 1: holes
+    // Row 0: whole blocks of 8 keys masked (the first of the first and of
+    // the second tile of 32, whose rescaling then falls to the next block,
+    // and the whole last tile that any query sees).
+    for (int64_t s = 0; s < capacity; ++s)
+      if (s < 8 || (s >= 32 && s < 40) || s >= 64) mask[static_cast<size_t>(s)] = 0;
     for (int64_t b = 0; b < B; ++b)
       for (int64_t s = 0; s < capacity; ++s)
         if (!mask[static_cast<size_t>(b * capacity + s)])

@@ -19,13 +19,14 @@ namespace jetmoe::ops::kernels {
 
 namespace {
 
-constexpr int kBlock = 8;        // keys per online-softmax step: one vector of scores
+// Keys per vector of scores, and vectors per online-softmax step: the
+// running max, its rescaling exp and the sums' reductions are paid once per
+// kTile keys.
+constexpr int kBlock = 8;
+constexpr int kTileBlocks = 4;
+constexpr int kTile = kBlock * kTileBlocks;
 constexpr int kPieceChunks = 8;  // 8-float chunks of a head kept in registers at once (64 floats)
 constexpr int kMaxGroups = 8;    // query heads whose running max and sum live on the stack
-// Key blocks ahead whose keys and values are prefetched: the hardware
-// prefetcher alone left decode attention at 4096 positions latency-bound
-// (~15% fewer GB/s on Zen 3).
-constexpr int64_t kPrefetchBlocks = 4;
 
 // Eight cached elements as f32.
 struct LoadF32 {
@@ -75,13 +76,21 @@ inline __m256 dot8(const float* q, const typename L::T* k0, int64_t stride, int6
   const typename L::T* rows[kBlock];
 #pragma GCC unroll 8
   for (int i = 0; i < kBlock; ++i) rows[i] = k0 + (i < count ? i : count - 1) * stride;
+  // Row by row, so the keys are read in address order: reading the eight
+  // rows a chunk at a time halved one thread's read bandwidth on Zen 4
+  // (hardware prefetchers follow sequential lines, not a 512-byte stride).
+  // Two partial sums per row halve its FMA chain.
   __m256 acc[kBlock];
 #pragma GCC unroll 8
-  for (int i = 0; i < kBlock; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t c = 0; c < head_dim; c += 8) {
-    const __m256 qv = _mm256_loadu_ps(q + c);
-#pragma GCC unroll 8
-    for (int i = 0; i < kBlock; ++i) acc[i] = _mm256_fmadd_ps(qv, L::load(rows[i] + c), acc[i]);
+  for (int i = 0; i < kBlock; ++i) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= head_dim; c += 16) {
+      a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), L::load(rows[i] + c), a);
+      b = _mm256_fmadd_ps(_mm256_loadu_ps(q + c + 8), L::load(rows[i] + c + 8), b);
+    }
+    if (c < head_dim) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), L::load(rows[i] + c), a);
+    acc[i] = _mm256_add_ps(a, b);
   }
   return sum_each8(acc);
 }
@@ -128,44 +137,67 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typen
     running_sum[g] = 0.0f;
     for (int64_t i = 0; i < head_dim; ++i) out[g * q_stride + i] = 0.0f;
   }
-  const __m256 vscale = _mm256_set1_ps(scale);
+  const __m256 vscale = _mm256_set1_ps(scale), minus_inf = _mm256_set1_ps(-INFINITY);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  alignas(32) float p[kBlock];
-  const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(typename L::T));
-  for (int64_t s0 = 0; s0 < visible; s0 += kBlock) {
-    const int64_t count = visible - s0 < kBlock ? visible - s0 : kBlock;
-    const __m256i in_range = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), lane);
-    const __m256i real = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_maskload_epi32(mask + s0, in_range), _mm256_setzero_si256()),
-                                          _mm256_set1_epi32(-1));
-    const __m256 valid = _mm256_castsi256_ps(_mm256_and_si256(in_range, real));
-    const auto valid_bits = static_cast<unsigned>(_mm256_movemask_ps(valid));
+  alignas(32) float p[kTile];
+  for (int64_t s0 = 0; s0 < visible; s0 += kTile) {
+    const int64_t count = visible - s0 < kTile ? visible - s0 : kTile;
+    __m256 valid[kTileBlocks];
+    uint32_t valid_bits = 0;
+#pragma GCC unroll 4
+    for (int j = 0; j < kTileBlocks; ++j) {
+      const __m256i in_range = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count - j * kBlock)), lane);
+      const __m256i real = _mm256_xor_si256(
+          _mm256_cmpeq_epi32(_mm256_maskload_epi32(mask + s0 + j * kBlock, in_range), _mm256_setzero_si256()),
+          _mm256_set1_epi32(-1));
+      valid[j] = _mm256_castsi256_ps(_mm256_and_si256(in_range, real));
+      valid_bits |= static_cast<uint32_t>(_mm256_movemask_ps(valid[j])) << (j * kBlock);
+    }
     if (valid_bits == 0) continue;
     const typename L::T* k0 = keys + s0 * kv_stride;
     const typename L::T* v0 = values + s0 * kv_stride;
-    if (s0 + (kPrefetchBlocks + 1) * kBlock <= visible)
-#pragma GCC unroll 8
-      for (int i = 0; i < kBlock; ++i) {
-        const auto* kp = reinterpret_cast<const char*>(k0 + (kPrefetchBlocks * kBlock + i) * kv_stride);
-        const auto* vp = reinterpret_cast<const char*>(v0 + (kPrefetchBlocks * kBlock + i) * kv_stride);
-        for (int64_t line = 0; line < row_bytes; line += 64) {
-          _mm_prefetch(kp + line, _MM_HINT_T0);
-          _mm_prefetch(vp + line, _MM_HINT_T0);
-        }
-      }
     for (int64_t g = 0; g < groups; ++g) {
-      __m256 scores = _mm256_mul_ps(dot8<L>(q + g * q_stride, k0, kv_stride, count, head_dim), vscale);
-      scores = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), scores, valid);
-      const float block_max = reduce_max(scores);
-      const float new_max = running_max[g] > block_max ? running_max[g] : block_max;
+      __m256 scores[kTileBlocks];
+#pragma GCC unroll 4
+      for (int j = 0; j < kTileBlocks; ++j) {
+        const int64_t rows = count - j * kBlock;
+        scores[j] = rows <= 0 ? minus_inf
+                              : _mm256_blendv_ps(minus_inf,
+                                                 _mm256_mul_ps(dot8<L>(q + g * q_stride, k0 + j * kBlock * kv_stride, kv_stride,
+                                                                       rows < kBlock ? rows : kBlock, head_dim),
+                                                               vscale),
+                                                 valid[j]);
+      }
+      const float tile_max =
+          reduce_max(_mm256_max_ps(_mm256_max_ps(scores[0], scores[1]), _mm256_max_ps(scores[2], scores[3])));
+      const float new_max = running_max[g] > tile_max ? running_max[g] : tile_max;
       const float alpha = std::exp(running_max[g] - new_max);
-      const __m256 e = _mm256_and_ps(valid, exp_nonpositive(_mm256_sub_ps(scores, _mm256_set1_ps(new_max))));
-      running_sum[g] = running_sum[g] * alpha + reduce_add(e);
+      const __m256 shift = _mm256_set1_ps(new_max);
+      __m256 sum = _mm256_setzero_ps();
+#pragma GCC unroll 4
+      for (int j = 0; j < kTileBlocks; ++j) {
+        const __m256 e = _mm256_and_ps(valid[j], exp_nonpositive(_mm256_sub_ps(scores[j], shift)));
+        sum = _mm256_add_ps(sum, e);
+        _mm256_store_ps(p + j * kBlock, e);
+      }
+      running_sum[g] = running_sum[g] * alpha + reduce_add(sum);
       running_max[g] = new_max;
-      _mm256_store_ps(p, e);
+      // Values eight rows at a time, each row's pieces before the next
+      // rows': a 64-float piece of all kTile rows, then the next piece,
+      // read a 128-float head at a 512-byte stride and cost ~20% of one
+      // thread's read bandwidth on Zen 4.
       float* o = out + g * q_stride;
-      for (int64_t c0 = 0; c0 < head_dim; c0 += 8 * kPieceChunks) {
-        const int64_t left = (head_dim - c0) / 8;
-        accumulate_values_of<L>[(left < kPieceChunks ? left : kPieceChunks) - 1](o + c0, v0 + c0, kv_stride, p, valid_bits, alpha);
+      float rescale = alpha;
+      for (int j = 0; j < kTileBlocks; ++j) {
+        const unsigned bits = (valid_bits >> (j * kBlock)) & 0xffu;
+        if (bits == 0) continue;
+        const typename L::T* vj = v0 + j * kBlock * kv_stride;
+        for (int64_t c0 = 0; c0 < head_dim; c0 += 8 * kPieceChunks) {
+          const int64_t left = (head_dim - c0) / 8;
+          accumulate_values_of<L>[(left < kPieceChunks ? left : kPieceChunks) - 1](o + c0, vj + c0, kv_stride,
+                                                                                   p + j * kBlock, bits, rescale);
+        }
+        rescale = 1.0f;
       }
     }
   }
