@@ -82,19 +82,39 @@ void attention_portable(ThreadPool& pool, const float* q, int64_t num_tokens, co
 void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64_t* rows, const int64_t* positions,
                int64_t num_q_heads, int64_t head_dim, const KVView& kv, float* out) {
   if (cpu_features().avx2_fma && head_dim % 8 == 0) {
-    // One task per (token, KV head): the query heads h = i, i + H, ... that
-    // share KV head i read its keys and values together, once.
-    const int64_t H = kv.num_kv_heads;
+    // One task per run of consecutive tokens and KV head i: the query heads
+    // h = i, i + H, ... that share KV head i, of up to `run` tokens, read its
+    // keys and values together, once. In a long prefill that divides the
+    // cache bytes attention reads by `run`.
+    const int64_t H = kv.num_kv_heads, per_token = (num_q_heads + H - 1) / H;
+    const int64_t run = std::max<int64_t>(1, kernels::kAttendMaxQueries / per_token);
+    const int64_t runs = (num_tokens + run - 1) / run;
     const size_t element = dtype_size(kv.dtype);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-    pool.parallel_for(num_tokens * H, 1, [&](int64_t t0, int64_t t1) {
+    pool.parallel_for(runs * H, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t task = t0; task < t1; ++task) {
-        const int64_t n = task / H, i = task % H, b = rows[n];
-        const int64_t offset = (n * num_q_heads + i) * head_dim, groups = (num_q_heads - i + H - 1) / H;
-        const size_t row = static_cast<size_t>(b * kv.row_stride + i * kv.head_stride) * element;
-        kernels::avx2_attend_group(q + offset, H * head_dim, groups, static_cast<const uint8_t*>(kv.keys) + row,
-                                   static_cast<const uint8_t*>(kv.values) + row, kv.dtype, kv.position_stride,
-                                   kv.mask + b * kv.capacity, positions[n] + 1, head_dim, scale, out + offset);
+        const int64_t i = task % H, n_end = std::min(num_tokens, (task / H + 1) * run);
+        // Tokens of one cache row at a time: a batch's run may span rows.
+        for (int64_t n0 = task / H * run, n1; n0 < n_end; n0 = n1) {
+          const int64_t b = rows[n0];
+          for (n1 = n0 + 1; n1 < n_end && rows[n1] == b;) ++n1;
+          kernels::AttendQuery queries[kernels::kAttendMaxQueries];
+          int64_t count = 0;
+          const size_t row = static_cast<size_t>(b * kv.row_stride + i * kv.head_stride) * element;
+          auto flush = [&] {
+            kernels::avx2_attend(queries, count, static_cast<const uint8_t*>(kv.keys) + row,
+                                 static_cast<const uint8_t*>(kv.values) + row, kv.dtype, kv.position_stride,
+                                 kv.mask + b * kv.capacity, head_dim, scale);
+            count = 0;
+          };
+          for (int64_t n = n0; n < n1; ++n)
+            for (int64_t h = i; h < num_q_heads; h += H) {
+              const int64_t offset = (n * num_q_heads + h) * head_dim;
+              queries[count++] = {q + offset, out + offset, positions[n] + 1};
+              if (count == kernels::kAttendMaxQueries) flush();
+            }
+          if (count > 0) flush();
+        }
       }
     });
     return;

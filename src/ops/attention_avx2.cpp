@@ -1,5 +1,7 @@
-// AVX2 + FMA attention (also what AVX-512 machines run: at these sizes the
-// kernel is bound by its reductions and the exp, not by vector width).
+// AVX2 + FMA attention, also what AVX-512 machines run. Decode attention is
+// a stream of the KV cache; what decided its speed on Zen 4 was reading it
+// in address order and ahead (about 30 GB/s on 2 threads at 4096
+// positions), not the vector width. An AVX-512 variant is untried.
 // Compiled for AVX2 through the pragma below and run only after
 // cpu_features() said so; headers come first so no inline library code is
 // compiled for AVX2 by accident.
@@ -26,7 +28,6 @@ constexpr int kBlock = 8;
 constexpr int kTileBlocks = 4;
 constexpr int kTile = kBlock * kTileBlocks;
 constexpr int kPieceChunks = 8;  // 8-float chunks of a head kept in registers at once (64 floats)
-constexpr int kMaxGroups = 8;    // query heads whose running max and sum live on the stack
 // How far ahead the first query head fetches keys and values into L2, line
 // by line as it reads its own. Without it one thread's compute and its
 // cache misses took turns (Zen 4, 4096 positions: 20-25% slower at 2
@@ -144,51 +145,73 @@ constexpr AccumulateValues<L> accumulate_values_of[kPieceChunks] = {
     accumulate_values<L, 1>, accumulate_values<L, 2>, accumulate_values<L, 3>, accumulate_values<L, 4>,
     accumulate_values<L, 5>, accumulate_values<L, 6>, accumulate_values<L, 7>, accumulate_values<L, 8>};
 
-// Up to kMaxGroups query heads against every visible key block.
+// Up to kAttendMaxQueries queries against the key tiles any of them sees. Each
+// query's sums take exactly the steps they would alone: a tile past its own
+// visible positions is skipped, and within one its later rows are masked.
 template <class L>
-void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typename L::T* keys, const typename L::T* values,
-                   int64_t kv_stride, const int32_t* mask, int64_t visible, int64_t head_dim, float scale, float* out) {
-  float running_max[kMaxGroups], running_sum[kMaxGroups];
+void attend_queries(const AttendQuery* queries, int64_t groups, const typename L::T* keys, const typename L::T* values,
+                    int64_t kv_stride, const int32_t* mask, int64_t head_dim, float scale) {
+  float running_max[kAttendMaxQueries], running_sum[kAttendMaxQueries];
+  int64_t visible = 0;
   for (int64_t g = 0; g < groups; ++g) {
     running_max[g] = -INFINITY;
     running_sum[g] = 0.0f;
-    for (int64_t i = 0; i < head_dim; ++i) out[g * q_stride + i] = 0.0f;
+    for (int64_t i = 0; i < head_dim; ++i) queries[g].out[i] = 0.0f;
+    visible = queries[g].visible > visible ? queries[g].visible : visible;
   }
   const __m256 vscale = _mm256_set1_ps(scale), minus_inf = _mm256_set1_ps(-INFINITY);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   alignas(32) float p[kTile];
   const int64_t row_bytes = head_dim * static_cast<int64_t>(sizeof(typename L::T));
   const int64_t ahead_rows = kPrefetchBytes / row_bytes > kTile ? kPrefetchBytes / row_bytes : kTile;
+  // Lanes of block j whose key index within the tile is below `rows`.
+  auto in_range = [&](int64_t rows, int j) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rows - j * kBlock)), lane);
+  };
   for (int64_t s0 = 0; s0 < visible; s0 += kTile) {
     const int64_t count = visible - s0 < kTile ? visible - s0 : kTile;
-    __m256 valid[kTileBlocks];
-    uint32_t valid_bits = 0;
+    __m256 real[kTileBlocks];
+    uint32_t real_bits = 0;
 #pragma GCC unroll 4
     for (int j = 0; j < kTileBlocks; ++j) {
-      const __m256i in_range = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count - j * kBlock)), lane);
-      const __m256i real = _mm256_xor_si256(
-          _mm256_cmpeq_epi32(_mm256_maskload_epi32(mask + s0 + j * kBlock, in_range), _mm256_setzero_si256()),
-          _mm256_set1_epi32(-1));
-      valid[j] = _mm256_castsi256_ps(_mm256_and_si256(in_range, real));
-      valid_bits |= static_cast<uint32_t>(_mm256_movemask_ps(valid[j])) << (j * kBlock);
+      const __m256i inside = in_range(count, j);
+      real[j] = _mm256_castsi256_ps(_mm256_andnot_si256(
+          _mm256_cmpeq_epi32(_mm256_maskload_epi32(mask + s0 + j * kBlock, inside), _mm256_setzero_si256()), inside));
+      real_bits |= static_cast<uint32_t>(_mm256_movemask_ps(real[j])) << (j * kBlock);
     }
-    if (valid_bits == 0) continue;
+    if (real_bits == 0) continue;
     const typename L::T* k0 = keys + s0 * kv_stride;
     const typename L::T* v0 = values + s0 * kv_stride;
-    // Only while the rows ahead are still visible ones.
-    const int64_t tile_ahead = s0 + kTile + ahead_rows <= visible ? ahead_rows * kv_stride : 0;
+    // Only while the rows ahead are still visible ones, and by the first
+    // query that reads this tile.
+    int64_t ahead = s0 + kTile + ahead_rows <= visible ? ahead_rows * kv_stride : 0;
     for (int64_t g = 0; g < groups; ++g) {
-      const int64_t ahead = g == 0 ? tile_ahead : 0;
+      const int64_t rows = queries[g].visible - s0 < kTile ? queries[g].visible - s0 : kTile;
+      if (rows <= 0) continue;
+      __m256 valid[kTileBlocks];
+      uint32_t valid_bits = real_bits;
+#pragma GCC unroll 4
+      for (int j = 0; j < kTileBlocks; ++j) valid[j] = real[j];
+      if (rows < count) {
+        valid_bits = 0;
+#pragma GCC unroll 4
+        for (int j = 0; j < kTileBlocks; ++j) {
+          valid[j] = _mm256_and_ps(real[j], _mm256_castsi256_ps(in_range(rows, j)));
+          valid_bits |= static_cast<uint32_t>(_mm256_movemask_ps(valid[j])) << (j * kBlock);
+        }
+        if (valid_bits == 0) continue;
+      }
       __m256 scores[kTileBlocks];
 #pragma GCC unroll 4
       for (int j = 0; j < kTileBlocks; ++j) {
-        const int64_t rows = count - j * kBlock;
-        scores[j] = rows <= 0 ? minus_inf
-                              : _mm256_blendv_ps(minus_inf,
-                                                 _mm256_mul_ps(dot8<L>(q + g * q_stride, k0 + j * kBlock * kv_stride, kv_stride,
-                                                                       rows < kBlock ? rows : kBlock, head_dim, ahead),
-                                                               vscale),
-                                                 valid[j]);
+        const int64_t block_rows = rows - j * kBlock;
+        scores[j] = block_rows <= 0
+                        ? minus_inf
+                        : _mm256_blendv_ps(minus_inf,
+                                           _mm256_mul_ps(dot8<L>(queries[g].q, k0 + j * kBlock * kv_stride, kv_stride,
+                                                                 block_rows < kBlock ? block_rows : kBlock, head_dim, ahead),
+                                                         vscale),
+                                           valid[j]);
       }
       const float tile_max =
           reduce_max(_mm256_max_ps(_mm256_max_ps(scores[0], scores[1]), _mm256_max_ps(scores[2], scores[3])));
@@ -208,7 +231,7 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typen
       // rows': a 64-float piece of all kTile rows, then the next piece,
       // read a 128-float head at a 512-byte stride and cost ~20% of one
       // thread's read bandwidth on Zen 4.
-      float* o = out + g * q_stride;
+      float* o = queries[g].out;
       float rescale = alpha;
       for (int j = 0; j < kTileBlocks; ++j) {
         const unsigned bits = (valid_bits >> (j * kBlock)) & 0xffu;
@@ -221,32 +244,33 @@ void attend_groups(const float* q, int64_t q_stride, int64_t groups, const typen
         }
         rescale = 1.0f;
       }
+      ahead = 0;
     }
   }
   for (int64_t g = 0; g < groups; ++g) {
     const float inv = running_sum[g] > 0.0f ? 1.0f / running_sum[g] : 0.0f;
-    for (int64_t i = 0; i < head_dim; ++i) out[g * q_stride + i] *= inv;
+    for (int64_t i = 0; i < head_dim; ++i) queries[g].out[i] *= inv;
   }
 }
 
 template <class L>
-void attend(const float* q, int64_t q_stride, int64_t groups, const void* keys, const void* values, int64_t kv_stride,
-            const int32_t* mask, int64_t visible, int64_t head_dim, float scale, float* out) {
+void attend(const AttendQuery* queries, int64_t count, const void* keys, const void* values, int64_t kv_stride,
+            const int32_t* mask, int64_t head_dim, float scale) {
   const auto* k = static_cast<const typename L::T*>(keys);
   const auto* v = static_cast<const typename L::T*>(values);
-  for (int64_t g0 = 0; g0 < groups; g0 += kMaxGroups)
-    attend_groups<L>(q + g0 * q_stride, q_stride, groups - g0 < kMaxGroups ? groups - g0 : kMaxGroups, k, v, kv_stride, mask,
-                     visible, head_dim, scale, out + g0 * q_stride);
+  for (int64_t g0 = 0; g0 < count; g0 += kAttendMaxQueries)
+    attend_queries<L>(queries + g0, count - g0 < kAttendMaxQueries ? count - g0 : kAttendMaxQueries, k, v, kv_stride, mask, head_dim,
+                      scale);
 }
 
 }  // namespace
 
-void avx2_attend_group(const float* q, int64_t q_stride, int64_t groups, const void* keys, const void* values, DType dtype,
-                       int64_t kv_stride, const int32_t* mask, int64_t visible, int64_t head_dim, float scale, float* out) {
+void avx2_attend(const AttendQuery* queries, int64_t count, const void* keys, const void* values, DType dtype,
+                 int64_t kv_stride, const int32_t* mask, int64_t head_dim, float scale) {
   switch (dtype) {
-    case DType::F16: return attend<LoadF16>(q, q_stride, groups, keys, values, kv_stride, mask, visible, head_dim, scale, out);
-    case DType::BF16: return attend<LoadBF16>(q, q_stride, groups, keys, values, kv_stride, mask, visible, head_dim, scale, out);
-    default: return attend<LoadF32>(q, q_stride, groups, keys, values, kv_stride, mask, visible, head_dim, scale, out);
+    case DType::F16: return attend<LoadF16>(queries, count, keys, values, kv_stride, mask, head_dim, scale);
+    case DType::BF16: return attend<LoadBF16>(queries, count, keys, values, kv_stride, mask, head_dim, scale);
+    default: return attend<LoadF32>(queries, count, keys, values, kv_stride, mask, head_dim, scale);
   }
 }
 
