@@ -24,7 +24,7 @@ struct AttendQuery {
 // result is the same bits whichever queries share its call. Masked
 // positions never reach the sums; with none visible the output is zeros.
 // `scale` multiplies the dot products. head_dim: a multiple of 8.
-constexpr int64_t kAttendMaxQueries = 8;
+constexpr int64_t kAttendMaxQueries = 32;
 void avx2_attend(const AttendQuery* queries, int64_t count, const void* keys, const void* values, DType dtype,
                  int64_t kv_stride, const int32_t* mask, int64_t head_dim, float scale);
 
