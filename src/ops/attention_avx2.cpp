@@ -205,13 +205,13 @@ void attend_queries(const AttendQuery* queries, int64_t groups, const typename L
 #pragma GCC unroll 4
       for (int j = 0; j < kTileBlocks; ++j) {
         const int64_t block_rows = rows - j * kBlock;
-        scores[j] = block_rows <= 0
-                        ? minus_inf
-                        : _mm256_blendv_ps(minus_inf,
-                                           _mm256_mul_ps(dot8<L>(queries[g].q, k0 + j * kBlock * kv_stride, kv_stride,
-                                                                 block_rows < kBlock ? block_rows : kBlock, head_dim, ahead),
-                                                         vscale),
-                                           valid[j]);
+        if (block_rows <= 0) {
+          scores[j] = minus_inf;
+          continue;
+        }
+        const __m256 dots = dot8<L>(queries[g].q, k0 + j * kBlock * kv_stride, kv_stride,
+                                    block_rows < kBlock ? block_rows : kBlock, head_dim, ahead);
+        scores[j] = _mm256_blendv_ps(minus_inf, _mm256_mul_ps(dots, vscale), valid[j]);
       }
       const float tile_max =
           reduce_max(_mm256_max_ps(_mm256_max_ps(scores[0], scores[1]), _mm256_max_ps(scores[2], scores[3])));
@@ -259,8 +259,8 @@ void attend(const AttendQuery* queries, int64_t count, const void* keys, const v
   const auto* k = static_cast<const typename L::T*>(keys);
   const auto* v = static_cast<const typename L::T*>(values);
   for (int64_t g0 = 0; g0 < count; g0 += kAttendMaxQueries)
-    attend_queries<L>(queries + g0, count - g0 < kAttendMaxQueries ? count - g0 : kAttendMaxQueries, k, v, kv_stride, mask, head_dim,
-                      scale);
+    attend_queries<L>(queries + g0, count - g0 < kAttendMaxQueries ? count - g0 : kAttendMaxQueries, k, v, kv_stride,
+                      mask, head_dim, scale);
 }
 
 }  // namespace
