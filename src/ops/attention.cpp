@@ -85,9 +85,16 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
     // One task per run of consecutive tokens and KV head i: the query heads
     // h = i, i + H, ... that share KV head i, of up to `run` tokens, read its
     // keys and values together, once. In a long prefill that divides the
-    // cache bytes attention reads by `run`.
+    // cache bytes attention reads by `run`. Tokens of different rows share
+    // nothing, so a batch of decode steps (one token per row) keeps a task
+    // per token and KV head.
     const int64_t H = kv.num_kv_heads, per_token = (num_q_heads + H - 1) / H;
-    const int64_t run = std::max<int64_t>(1, kernels::kAttendMaxQueries / per_token);
+    int64_t longest = 1;
+    for (int64_t n = 1, length = 1; n < num_tokens; ++n) {
+      length = rows[n] == rows[n - 1] ? length + 1 : 1;
+      longest = std::max(longest, length);
+    }
+    const int64_t run = std::min(longest, std::max<int64_t>(1, kernels::kAttendMaxQueries / per_token));
     const int64_t runs = (num_tokens + run - 1) / run;
     const size_t element = dtype_size(kv.dtype);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
