@@ -28,8 +28,8 @@ constexpr int kBlock = 8;
 constexpr int kTileBlocks = 4;
 constexpr int kTile = kBlock * kTileBlocks;
 constexpr int kPieceChunks = 8;  // 8-float chunks of a head kept in registers at once (64 floats)
-// How far ahead the first query head fetches keys and values into L2, line
-// by line as it reads its own. Without it one thread's compute and its
+// How far ahead the first query to read a tile fetches keys and values into
+// L2, line by line as it reads its own. Without it one thread's compute and its
 // cache misses took turns (Zen 4, 4096 positions: 20-25% slower at 2
 // threads); a whole tile's lines at once, or into L1, cost instead.
 constexpr int64_t kPrefetchBytes = 64 * 1024;
