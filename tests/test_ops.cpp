@@ -692,52 +692,53 @@ TEST(Ops, AttentionReadsSixteenBitCaches) {
 // with positions out of order and far apart (tiles one query sees and its
 // neighbours do not), and two and three query heads per KV head.
 TEST(Ops, AttentionOfATokenDoesNotDependOnItsBatch) {
-  const int64_t capacity = 100, Hkv = 2, d = 24;
-  for (int64_t Hq : {4, 6}) {
-    SCOPED_TRACE(::testing::Message() << "query heads " << Hq);
-    std::mt19937 rng(static_cast<unsigned>(Hq));
-    const std::vector<int64_t> rows = {0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1};
-    const std::vector<int64_t> positions = {3, 70, 71, 40, 99, 0, 33, 31, 32, 64, 5};
-    const auto N = static_cast<int64_t>(rows.size());
-    const std::vector<float> q = uniform_values(static_cast<size_t>(N * Hq * d), 2.0f, rng);
-    const std::vector<float> keys = uniform_values(static_cast<size_t>(2 * capacity * Hkv * d), 2.0f, rng);
-    const std::vector<float> values = uniform_values(keys.size(), 2.0f, rng);
-    std::vector<int32_t> mask(static_cast<size_t>(2 * capacity), 1);
-    for (int64_t s : {2, 35, 36, 68}) mask[static_cast<size_t>(s)] = 0;
-    const KVView kv = packed_view(keys.data(), values.data(), mask.data(), capacity, Hkv, d);
-    ThreadPool pool(2);
-    std::vector<float> together(q.size(), 12345.0f), alone(q.size(), 12345.0f);
-    attention(pool, q.data(), N, rows.data(), positions.data(), Hq, d, kv, together.data());
-    for (int64_t n = 0; n < N; ++n)
-      attention(pool, q.data() + n * Hq * d, 1, &rows[static_cast<size_t>(n)], &positions[static_cast<size_t>(n)], Hq, d,
-                kv, alone.data() + n * Hq * d);
-    EXPECT_EQ(together, alone);
-    // And both are right.
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t b = rows[static_cast<size_t>(n)];
-      for (int64_t h = 0; h < Hq; ++h) {
-        std::vector<double> scores;
-        double mx = -INFINITY, sum = 0;
-        for (int64_t s = 0; s <= positions[static_cast<size_t>(n)]; ++s) {
-          double dot = 0;
-          if (mask[static_cast<size_t>(b * capacity + s)])
-            for (int64_t i = 0; i < d; ++i)
-              dot += static_cast<double>(q[static_cast<size_t>((n * Hq + h) * d + i)]) *
-                     keys[static_cast<size_t>(((b * capacity + s) * Hkv + h % Hkv) * d + i)];
-          scores.push_back(mask[static_cast<size_t>(b * capacity + s)] ? dot / std::sqrt(static_cast<double>(d)) : -INFINITY);
-          mx = std::max(mx, scores.back());
-        }
-        for (double& x : scores) sum += x = std::exp(x - mx);
-        for (int64_t i = 0; i < d; ++i) {
-          double o = 0;
-          for (size_t s = 0; s < scores.size(); ++s)
-            if (mask[static_cast<size_t>(b * capacity) + s])
-              o += scores[s] / sum * values[static_cast<size_t>(((b * capacity + static_cast<int64_t>(s)) * Hkv + h % Hkv) * d + i)];
-          ASSERT_NEAR(together[static_cast<size_t>((n * Hq + h) * d + i)], o, 2e-6) << "token " << n << " head " << h;
+  const int64_t capacity = 100, Hkv = 2;
+  for (int64_t d : {24, 32})  // 24: the AVX2 kernel only; 32: the AVX-512 one where the CPU has it
+    for (int64_t Hq : {4, 6}) {
+      SCOPED_TRACE(::testing::Message() << "head_dim " << d << " query heads " << Hq);
+      std::mt19937 rng(static_cast<unsigned>(Hq + d));
+      const std::vector<int64_t> rows = {0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1};
+      const std::vector<int64_t> positions = {3, 70, 71, 40, 99, 0, 33, 31, 32, 64, 5};
+      const auto N = static_cast<int64_t>(rows.size());
+      const std::vector<float> q = uniform_values(static_cast<size_t>(N * Hq * d), 2.0f, rng);
+      const std::vector<float> keys = uniform_values(static_cast<size_t>(2 * capacity * Hkv * d), 2.0f, rng);
+      const std::vector<float> values = uniform_values(keys.size(), 2.0f, rng);
+      std::vector<int32_t> mask(static_cast<size_t>(2 * capacity), 1);
+      for (int64_t s : {2, 35, 36, 68}) mask[static_cast<size_t>(s)] = 0;
+      const KVView kv = packed_view(keys.data(), values.data(), mask.data(), capacity, Hkv, d);
+      ThreadPool pool(2);
+      std::vector<float> together(q.size(), 12345.0f), alone(q.size(), 12345.0f);
+      attention(pool, q.data(), N, rows.data(), positions.data(), Hq, d, kv, together.data());
+      for (int64_t n = 0; n < N; ++n)
+        attention(pool, q.data() + n * Hq * d, 1, &rows[static_cast<size_t>(n)], &positions[static_cast<size_t>(n)], Hq, d,
+                  kv, alone.data() + n * Hq * d);
+      EXPECT_EQ(together, alone);
+      // And both are right.
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t b = rows[static_cast<size_t>(n)];
+        for (int64_t h = 0; h < Hq; ++h) {
+          std::vector<double> scores;
+          double mx = -INFINITY, sum = 0;
+          for (int64_t s = 0; s <= positions[static_cast<size_t>(n)]; ++s) {
+            double dot = 0;
+            if (mask[static_cast<size_t>(b * capacity + s)])
+              for (int64_t i = 0; i < d; ++i)
+                dot += static_cast<double>(q[static_cast<size_t>((n * Hq + h) * d + i)]) *
+                       keys[static_cast<size_t>(((b * capacity + s) * Hkv + h % Hkv) * d + i)];
+            scores.push_back(mask[static_cast<size_t>(b * capacity + s)] ? dot / std::sqrt(static_cast<double>(d)) : -INFINITY);
+            mx = std::max(mx, scores.back());
+          }
+          for (double& x : scores) sum += x = std::exp(x - mx);
+          for (int64_t i = 0; i < d; ++i) {
+            double o = 0;
+            for (size_t s = 0; s < scores.size(); ++s)
+              if (mask[static_cast<size_t>(b * capacity) + s])
+                o += scores[s] / sum * values[static_cast<size_t>(((b * capacity + static_cast<int64_t>(s)) * Hkv + h % Hkv) * d + i)];
+            ASSERT_NEAR(together[static_cast<size_t>((n * Hq + h) * d + i)], o, 2e-6) << "token " << n << " head " << h;
+          }
         }
       }
     }
-  }
 }
 
 TEST(Ops, AttentionSingleKeyAndUniform) {

@@ -98,6 +98,10 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
     const int64_t runs = (num_tokens + run - 1) / run;
     const size_t element = dtype_size(kv.dtype);
     const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    // One kernel for every call with this head size, so a token's bits do
+    // not depend on the batch it came in.
+    const auto attend = cpu_features().avx512 && kernels::avx512_attends(head_dim) ? kernels::avx512_attend
+                                                                                  : kernels::avx2_attend;
     pool.parallel_for(runs * H, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t task = t0; task < t1; ++task) {
         const int64_t i = task % H, n_end = std::min(num_tokens, (task / H + 1) * run);
@@ -109,9 +113,8 @@ void attention(ThreadPool& pool, const float* q, int64_t num_tokens, const int64
           int64_t count = 0;
           const size_t row = static_cast<size_t>(b * kv.row_stride + i * kv.head_stride) * element;
           auto flush = [&] {
-            kernels::avx2_attend(queries, count, static_cast<const uint8_t*>(kv.keys) + row,
-                                 static_cast<const uint8_t*>(kv.values) + row, kv.dtype, kv.position_stride,
-                                 kv.mask + b * kv.capacity, head_dim, scale);
+            attend(queries, count, static_cast<const uint8_t*>(kv.keys) + row, static_cast<const uint8_t*>(kv.values) + row,
+                   kv.dtype, kv.position_stride, kv.mask + b * kv.capacity, head_dim, scale);
             count = 0;
           };
           for (int64_t n = n0; n < n1; ++n)

@@ -1,7 +1,7 @@
-// AVX2 + FMA attention, also what AVX-512 machines run. Decode attention is
-// a stream of the KV cache; what decided its speed on Zen 4 was reading it
-// in address order and ahead (about 30 GB/s on 2 threads at 4096
-// positions), not the vector width. An AVX-512 variant is untried.
+// AVX2 + FMA attention; AVX-512 machines run it for the head sizes that
+// attention_avx512.cpp does not take. Decode attention is a stream of the
+// KV cache; what decided its speed on Zen 4 was reading it in address order
+// and ahead (about 30 GB/s on 2 threads at 4096 positions).
 // Compiled for AVX2 through the pragma below and run only after
 // cpu_features() said so; headers come first so no inline library code is
 // compiled for AVX2 by accident.

@@ -28,4 +28,10 @@ constexpr int64_t kAttendMaxQueries = 32;
 void avx2_attend(const AttendQuery* queries, int64_t count, const void* keys, const void* values, DType dtype,
                  int64_t kv_stride, const int32_t* mask, int64_t head_dim, float scale);
 
+// The same on AVX-512 (F, BW, VL), for head sizes avx512_attends: 16 to 128
+// in steps of 16.
+bool avx512_attends(int64_t head_dim);
+void avx512_attend(const AttendQuery* queries, int64_t count, const void* keys, const void* values, DType dtype,
+                   int64_t kv_stride, const int32_t* mask, int64_t head_dim, float scale);
+
 }  // namespace jetmoe::ops::kernels
