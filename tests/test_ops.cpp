@@ -510,37 +510,51 @@ TEST(Ops, ParallelForNestedRunsInline) {
 
 // ---------------------------------------------------------------- attention
 
-// Naive causal attention in double, following the documented layout.
+// Naive causal attention in double, following the documented layout, for a
+// ragged batch: query token n sits at positions[n] of cache row rows[n].
+std::vector<double> attention_reference(const std::vector<float>& q, const std::vector<int64_t>& rows,
+                                        const std::vector<int64_t>& positions, int64_t Hq, int64_t d,
+                                        const std::vector<float>& keys, const std::vector<float>& values,
+                                        const std::vector<int32_t>& mask, int64_t capacity, int64_t Hkv) {
+  std::vector<double> out(q.size(), 0.0);
+  for (size_t n = 0; n < rows.size(); ++n)
+    for (int64_t h = 0; h < Hq; ++h) {
+      const int64_t b = rows[n], kvh = h % Hkv;
+      const float* qv = &q[(n * static_cast<size_t>(Hq) + static_cast<size_t>(h)) * static_cast<size_t>(d)];
+      std::vector<double> score;
+      std::vector<int64_t> pos;
+      for (int64_t s = 0; s <= positions[n]; ++s) {
+        if (!mask[static_cast<size_t>(b * capacity + s)]) continue;
+        const float* k = &keys[static_cast<size_t>(((b * capacity + s) * Hkv + kvh) * d)];
+        double dot = 0.0;
+        for (int64_t i = 0; i < d; ++i) dot += static_cast<double>(qv[i]) * k[i];
+        score.push_back(dot / std::sqrt(static_cast<double>(d)));
+        pos.push_back(s);
+      }
+      if (score.empty()) continue;
+      const double mx = *std::max_element(score.begin(), score.end());
+      double sum = 0.0;
+      for (double& sc : score) sum += (sc = std::exp(sc - mx));
+      double* o = &out[(n * static_cast<size_t>(Hq) + static_cast<size_t>(h)) * static_cast<size_t>(d)];
+      for (size_t j = 0; j < pos.size(); ++j) {
+        const float* v = &values[static_cast<size_t>(((b * capacity + pos[j]) * Hkv + kvh) * d)];
+        for (int64_t i = 0; i < d; ++i) o[i] += score[j] / sum * v[i];
+      }
+    }
+  return out;
+}
+
+// The rectangular case: T new queries per row at positions past .. past+T-1.
 std::vector<double> attention_reference(const std::vector<float>& q, int64_t B, int64_t T, int64_t Hq, int64_t d,
                                         const std::vector<float>& keys, const std::vector<float>& values,
                                         const std::vector<int32_t>& mask, int64_t capacity, int64_t Hkv, int64_t past) {
-  std::vector<double> out(static_cast<size_t>(B * T * Hq * d), 0.0);
+  std::vector<int64_t> rows, positions;
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t h = 0; h < Hq; ++h) {
-        const int64_t kvh = h % Hkv;
-        const float* qv = &q[static_cast<size_t>(((b * T + t) * Hq + h) * d)];
-        std::vector<double> score;
-        std::vector<int64_t> pos;
-        for (int64_t s = 0; s <= past + t; ++s) {
-          if (!mask[static_cast<size_t>(b * capacity + s)]) continue;
-          const float* k = &keys[static_cast<size_t>(((b * capacity + s) * Hkv + kvh) * d)];
-          double dot = 0.0;
-          for (int64_t i = 0; i < d; ++i) dot += static_cast<double>(qv[i]) * k[i];
-          score.push_back(dot / std::sqrt(static_cast<double>(d)));
-          pos.push_back(s);
-        }
-        if (score.empty()) continue;
-        const double mx = *std::max_element(score.begin(), score.end());
-        double sum = 0.0;
-        for (double& sc : score) sum += (sc = std::exp(sc - mx));
-        double* o = &out[static_cast<size_t>(((b * T + t) * Hq + h) * d)];
-        for (size_t j = 0; j < pos.size(); ++j) {
-          const float* v = &values[static_cast<size_t>(((b * capacity + pos[j]) * Hkv + kvh) * d)];
-          for (int64_t i = 0; i < d; ++i) o[i] += score[j] / sum * v[i];
-        }
-      }
-  return out;
+    for (int64_t t = 0; t < T; ++t) {
+      rows.push_back(b);
+      positions.push_back(past + t);
+    }
+  return attention_reference(q, rows, positions, Hq, d, keys, values, mask, capacity, Hkv);
 }
 
 // The tests' caches are position-major: [row][position][kv head][head_dim].
@@ -714,30 +728,8 @@ TEST(Ops, AttentionOfATokenDoesNotDependOnItsBatch) {
                   kv, alone.data() + n * Hq * d);
       EXPECT_EQ(together, alone);
       // And both are right.
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t b = rows[static_cast<size_t>(n)];
-        for (int64_t h = 0; h < Hq; ++h) {
-          std::vector<double> scores;
-          double mx = -INFINITY, sum = 0;
-          for (int64_t s = 0; s <= positions[static_cast<size_t>(n)]; ++s) {
-            double dot = 0;
-            if (mask[static_cast<size_t>(b * capacity + s)])
-              for (int64_t i = 0; i < d; ++i)
-                dot += static_cast<double>(q[static_cast<size_t>((n * Hq + h) * d + i)]) *
-                       keys[static_cast<size_t>(((b * capacity + s) * Hkv + h % Hkv) * d + i)];
-            scores.push_back(mask[static_cast<size_t>(b * capacity + s)] ? dot / std::sqrt(static_cast<double>(d)) : -INFINITY);
-            mx = std::max(mx, scores.back());
-          }
-          for (double& x : scores) sum += x = std::exp(x - mx);
-          for (int64_t i = 0; i < d; ++i) {
-            double o = 0;
-            for (size_t s = 0; s < scores.size(); ++s)
-              if (mask[static_cast<size_t>(b * capacity) + s])
-                o += scores[s] / sum * values[static_cast<size_t>(((b * capacity + static_cast<int64_t>(s)) * Hkv + h % Hkv) * d + i)];
-            ASSERT_NEAR(together[static_cast<size_t>((n * Hq + h) * d + i)], o, 2e-6) << "token " << n << " head " << h;
-          }
-        }
-      }
+      const std::vector<double> ref = attention_reference(q, rows, positions, Hq, d, keys, values, mask, capacity, Hkv);
+      for (size_t i = 0; i < together.size(); ++i) ASSERT_NEAR(together[i], ref[i], 2e-6) << "element " << i;
     }
 }
 
